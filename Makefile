@@ -1,0 +1,29 @@
+# The handset's build and test entry points. `make test` works on a fresh Debian
+# bookworm machine: as root it installs the Debian packages the tests need.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+
+.PHONY: all venv test lint check clean
+
+all: venv
+
+$(VENV)/.installed: pyproject.toml constraints.txt tools/apt-test-packages.txt
+	mkdir -p $(VENV)
+	tools/install-system-deps $(VENV)/.apt-stamp
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -c constraints.txt -e '.[test,systemd]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: venv lint
+	$(VENV)/bin/pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache

@@ -1,0 +1,1 @@
+"""The handset daemon, its UDP transport and command-line tools."""

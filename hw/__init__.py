@@ -1,0 +1,1 @@
+"""Hardware edges: audio (ALSA, Opus), mesh (pyroute2), keypad (GPIO)."""
