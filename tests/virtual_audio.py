@@ -1,0 +1,240 @@
+"""Sound cards for tests and benchmarks without sound hardware, through real ALSA.
+
+Two kinds, both reached through pyalsaaudio exactly as a USB card would be:
+- `file_card`: ALSA's `file` plugin over `null` — capture reads raw bytes from a file, playback
+  writes raw bytes to a file, as fast as the caller asks (deterministic, not paced).
+- `JackServer`: jackd2's dummy driver, a real-time clock with no hardware, and ALSA's `jack` PCM
+  plugin (libasound2-plugins) so each handset gets its own paced capture and playback PCM,
+  wired by JACK port names to test instruments (a player and a two-channel recorder).
+
+Select them with ALSA_CONFIG_PATH=/usr/share/alsa/alsa.conf:<generated .conf>.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+ALSA_BASE_CONF = "/usr/share/alsa/alsa.conf"
+
+
+def alsa_config_path(conf: Path) -> str:
+    return f"{ALSA_BASE_CONF}:{conf}"
+
+
+def file_card_conf(name: str, infile: Path, outfile: Path) -> str:
+    """One PCM `name`: capture returns `infile`'s bytes, playback appends to `outfile`."""
+    return f"""
+pcm.{name} {{
+    type file
+    slave.pcm "null"
+    file "{outfile}"
+    infile "{infile}"
+    format "raw"
+}}
+"""
+
+
+def jack_pcm_conf(
+    pcm: str,
+    client: str,
+    *,
+    capture_from: list[str] | None = None,
+    playback_to: list[str] | None = None,
+) -> str:
+    """A `jack` PCM used through `plug` (rate and format conversion to the handset's 16 kHz)."""
+    ports = ""
+    if capture_from is not None:
+        ports += (
+            "capture_ports { " + " ".join(f'{i} "{p}"' for i, p in enumerate(capture_from)) + " }\n"
+        )
+    if playback_to is not None:
+        ports += (
+            "playback_ports { " + " ".join(f'{i} "{p}"' for i, p in enumerate(playback_to)) + " }\n"
+        )
+    return f"""
+pcm.{pcm}_jack {{
+    type jack
+    name "{client}"
+    {ports}
+}}
+pcm.{pcm} {{
+    type plug
+    slave.pcm "{pcm}_jack"
+}}
+"""
+
+
+class JackServer:
+    """A jackd with the dummy driver under a unique server name; start() and stop()."""
+
+    def __init__(self, name: str, rate: int = 48000, period: int = 240) -> None:
+        self.name = name
+        self.rate = rate
+        self.period = period
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = Path(f"/tmp/jackd-{name}.log")
+
+    @staticmethod
+    def available() -> bool:
+        plugin = list(Path("/usr/lib").glob("*/alsa-lib/libasound_module_pcm_jack.so"))
+        return shutil.which("jackd") is not None and bool(plugin)
+
+    def env(self) -> dict[str, str]:
+        return {"JACK_DEFAULT_SERVER": self.name, "JACK_NO_AUDIO_RESERVATION": "1"}
+
+    def start(self) -> None:
+        env = {**os.environ, **self.env()}
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    "jackd",
+                    "-n",
+                    self.name,
+                    "-R",
+                    "-d",
+                    "dummy",
+                    "-r",
+                    str(self.rate),
+                    "-p",
+                    str(self.period),
+                    "-C",
+                    "2",
+                    "-P",
+                    "2",
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        subprocess.run(
+            ["jack_wait", "-s", self.name, "-w", "-t", "10"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        """Vanish abruptly, like a sound card pulled out."""
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+class PcmPlayer(threading.Thread):
+    """Plays `signal` once (then silence) into an ALSA PCM, paced by the device."""
+
+    def __init__(
+        self,
+        device: str,
+        pcm_bytes: bytes,
+        rate: int = 16000,
+        channels: int = 1,
+        period_frames: int = 160,
+        loop: bool = False,
+    ) -> None:
+        super().__init__(daemon=True, name=f"player-{device}")
+        self.device, self.data, self.rate, self.channels = device, pcm_bytes, rate, channels
+        self.period_frames, self.loop = period_frames, loop
+        self.stop_event = threading.Event()
+        self.started_event = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        import alsaaudio
+
+        try:
+            pcm = alsaaudio.PCM(
+                alsaaudio.PCM_PLAYBACK,
+                device=self.device,
+                rate=self.rate,
+                channels=self.channels,
+                format=alsaaudio.PCM_FORMAT_S16_LE,
+                periodsize=self.period_frames,
+                periods=4,
+            )
+            step = self.period_frames * 2 * self.channels
+            silence = bytes(step)
+            self.started_event.set()
+            offset = 0
+            while not self.stop_event.is_set():
+                if offset < len(self.data):
+                    chunk = self.data[offset : offset + step].ljust(step, b"\0")
+                    offset += step
+                    if self.loop and offset >= len(self.data):
+                        offset = 0
+                else:
+                    chunk = silence
+                pcm.write(chunk)
+            pcm.close()
+        except BaseException as exc:  # reported by the test that owns the instrument
+            self.error = exc
+            self.started_event.set()
+
+
+class PcmRecorder(threading.Thread):
+    """Records an ALSA capture PCM into memory until stopped, paced by the device."""
+
+    def __init__(
+        self, device: str, rate: int = 16000, channels: int = 1, period_frames: int = 160
+    ) -> None:
+        super().__init__(daemon=True, name=f"recorder-{device}")
+        self.device, self.rate, self.channels, self.period_frames = (
+            device,
+            rate,
+            channels,
+            period_frames,
+        )
+        self.data = bytearray()
+        self.stop_event = threading.Event()
+        self.started_event = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        import alsaaudio
+
+        try:
+            pcm = alsaaudio.PCM(
+                alsaaudio.PCM_CAPTURE,
+                device=self.device,
+                rate=self.rate,
+                channels=self.channels,
+                format=alsaaudio.PCM_FORMAT_S16_LE,
+                periodsize=self.period_frames,
+                periods=4,
+            )
+            self.started_event.set()
+            while not self.stop_event.is_set():
+                frames, data = pcm.read()
+                if frames > 0:
+                    self.data += data
+            pcm.close()
+        except BaseException as exc:
+            self.error = exc
+            self.started_event.set()
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
