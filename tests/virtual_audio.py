@@ -28,13 +28,21 @@ def alsa_config_path(conf: Path) -> str:
 
 
 def file_card_conf(name: str, infile: Path, outfile: Path) -> str:
-    """One PCM `name`: capture returns `infile`'s bytes, playback appends to `outfile`."""
+    """PCMs `<name>_in` (capture returns `infile`'s bytes) and `<name>_out` (playback writes
+    `outfile`). Two PCMs, because the `file` plugin also records what capture reads: one
+    shared output file would get both streams over each other."""
     return f"""
-pcm.{name} {{
+pcm.{name}_in {{
+    type file
+    slave.pcm "null"
+    file "{outfile}.captured"
+    infile "{infile}"
+    format "raw"
+}}
+pcm.{name}_out {{
     type file
     slave.pcm "null"
     file "{outfile}"
-    infile "{infile}"
     format "raw"
 }}
 """
@@ -238,3 +246,45 @@ def wait_until(predicate, timeout: float, interval: float = 0.02) -> bool:
             return True
         time.sleep(interval)
     return predicate()
+
+
+def click_train(rate: int, seconds: float, every_s: float = 0.2, lead_s: float = 0.3) -> bytes:
+    """Mono S16_LE: short 2 kHz bursts every `every_s`, after `lead_s` of silence."""
+    import math
+    from array import array
+
+    samples = array("h", bytes(2 * round(rate * seconds)))
+    burst = round(0.004 * rate)
+    t = lead_s
+    while t + 0.01 < seconds:
+        start = round(t * rate)
+        for i in range(burst):
+            window = math.sin(math.pi * i / burst)
+            samples[start + i] = int(16000 * window * math.sin(2 * math.pi * 2000 * i / rate))
+        t += every_s
+    return samples.tobytes()
+
+
+def onsets(samples, threshold: int = 4000, hold: int = 400) -> list[int]:
+    """Sample indices where |x| first rises above `threshold` after `hold` quiet samples."""
+    found: list[int] = []
+    quiet = hold
+    for i, x in enumerate(samples):
+        if abs(x) >= threshold:
+            if quiet >= hold:
+                found.append(i)
+            quiet = 0
+        else:
+            quiet += 1
+    return found
+
+
+def click_lags(reference, received, rate: int, max_lag_s: float = 0.5) -> list[float]:
+    """For each click in `reference`, the delay in ms until it shows in `received`."""
+    rx = onsets(received)
+    lags = []
+    for tx in onsets(reference):
+        later = [r for r in rx if tx <= r <= tx + max_lag_s * rate]
+        if later:
+            lags.append(1000.0 * (later[0] - tx) / rate)
+    return lags

@@ -49,7 +49,6 @@ class DeviceLoop:
         deliver: Callable[[bytes], bool],
         fetch: Callable[[], bytes],
         clock_ns: Callable[[], int],
-        max_queued_periods: int | None = None,
     ) -> None:
         self._capture = capture
         self._playback = playback
@@ -62,9 +61,7 @@ class DeviceLoop:
         capture_frames = getattr(capture, "period_frames", settings.period_frames)
         self._late_ns = int(2e9 * capture_frames / settings.rate)  # two periods: audibly late
         self._prefill = settings.playback_prefill_periods
-        self._max_queued = (max_queued_periods or settings.playback_prefill_periods + 2) * (
-            self._period_bytes
-        )
+        self._max_queued = settings.max_queued_periods * self._period_bytes
         self._queued = bytearray()
         self._last_read_ns: int | None = None
         self.counters = DeviceCounters()

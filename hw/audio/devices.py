@@ -52,6 +52,9 @@ class PcmSettings:
     playback_prefill_periods: int = 2
     """Silence queued before the first write: the playback cushion against scheduling jitter,
     and the playback part of the mouth-to-ear floor."""
+    max_queued_periods: int = 2
+    """Call audio waiting in the engine beyond this is old and only adds delay: it is dropped.
+    Two periods absorb one late handoff from the call path without growing the delay."""
 
     def __post_init__(self) -> None:
         period_ms = self.period_ms
@@ -67,6 +70,9 @@ class PcmSettings:
                 f"playback_prefill_periods={self.playback_prefill_periods} must be 1.."
                 f"{self.periods - 1} (fewer than the {self.periods} periods in the buffer)"
             )
+
+        if self.max_queued_periods < 1:
+            raise ValueError(f"max_queued_periods={self.max_queued_periods} must be at least 1")
 
     @property
     def period_ms(self) -> float:

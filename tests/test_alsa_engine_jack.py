@@ -1,0 +1,188 @@
+"""The audio engine on a real-time paced device: jackd2's dummy driver through ALSA's jack
+plugin, wired to a test player and a two-channel recorder (channel 0 hears the player,
+channel 1 the handset's playback), so both sides of the engine run at the device's pace.
+
+Each test runs for a few seconds; speeds are measured in bench/, not asserted here.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+from array import array
+from pathlib import Path
+
+import pytest
+from virtual_audio import (
+    JackServer,
+    PcmPlayer,
+    PcmRecorder,
+    alsa_config_path,
+    click_lags,
+    click_train,
+    jack_pcm_conf,
+    wait_until,
+)
+
+from hw.audio.alsa_engine import AudioEngine, EngineSettings
+from hw.audio.devices import PcmSettings
+
+pytestmark = [
+    pytest.mark.realtime,
+    pytest.mark.skipif(not JackServer.available(), reason="needs jackd2 and libasound2-plugins"),
+]
+RATE = 16000
+
+
+def bench_conf(tag: str) -> str:
+    return (
+        jack_pcm_conf("player", "player", playback_to=["system:playback_1"])
+        + jack_pcm_conf("recorder", "recorder", capture_from=["player:out_000", "system:capture_2"])
+        + jack_pcm_conf("hcap", f"{tag}cap", capture_from=["player:out_000"])
+        + jack_pcm_conf("hplay", f"{tag}play", playback_to=["recorder:in_001"])
+        + jack_pcm_conf("scap", f"{tag}scap", capture_from=["system:capture_1"])
+        + jack_pcm_conf("splay", f"{tag}splay", playback_to=["system:playback_1"])
+    )
+
+
+@pytest.fixture
+def jack(tmp_path: Path, monkeypatch):
+    server = JackServer(f"alsa{os.getpid()}{tmp_path.name[-12:]}")
+    conf = tmp_path / "jack.conf"
+    conf.write_text(bench_conf("hs"))
+    for key, value in server.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("ALSA_CONFIG_PATH", alsa_config_path(conf))
+    server.start()
+    yield server
+    server.stop()
+
+
+class Echo(threading.Thread):
+    """The smallest call path: everything captured is played straight back."""
+
+    def __init__(self, engine: AudioEngine) -> None:
+        super().__init__(daemon=True)
+        self.engine = engine
+        self.stop_event = threading.Event()
+        self.moved = 0
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            ready, _, _ = select.select([self.engine.capture_fd], [], [], 0.05)
+            if ready:
+                try:
+                    data = self.engine.read_capture()
+                except OSError:  # the engine was stopped under us
+                    return
+                self.moved += len(data)
+                self.engine.write_playback(data)
+
+
+def start_instruments(signal_pcm: bytes) -> tuple[PcmPlayer, PcmRecorder]:
+    player = PcmPlayer("player", signal_pcm)
+    player.start()
+    player.started_event.wait(5)
+    recorder = PcmRecorder("recorder", channels=2)
+    recorder.start()
+    recorder.started_event.wait(5)
+    assert player.error is None and recorder.error is None
+    return player, recorder
+
+
+def stop(*threads) -> None:
+    for thread in threads:
+        thread.stop_event.set()
+    for thread in threads:
+        thread.join(5)
+
+
+def engine_settings(**changes) -> EngineSettings:
+    pcm = PcmSettings(capture_device="hcap", playback_device="hplay")
+    return EngineSettings(pcm=pcm, **changes)
+
+
+def test_engine_moves_speech_from_capture_to_playback_at_the_devices_pace(jack):
+    player, recorder = start_instruments(click_train(RATE, 3.0))
+    with AudioEngine(engine_settings()) as engine:
+        echo = Echo(engine)
+        echo.start()
+        time.sleep(3.2)
+        stats = engine.stats()
+        stop(echo)
+    stop(player, recorder)
+    channels = array("h", recorder.data)
+    # clicks come every 200 ms; those played before the engine was up have no echo
+    lags = click_lags(channels[0::2], channels[1::2], RATE, max_lag_s=0.15)
+    assert len(lags) >= 10  # every click of the train came back out of the playback device
+    assert max(lags) - min(lags) < 15  # at a steady delay: nothing piles up
+    assert stats.state == "running"
+    assert stats.periods > 100 and stats.reopens == 0
+    assert stats.realtime == (os.geteuid() == 0)
+
+
+HOG = """
+import os, sys, time
+os.sched_setaffinity(0, {int(sys.argv[1])})
+os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(99))
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    pass
+"""
+
+
+def starve_audio_thread(pid: int, seconds: float) -> None:
+    """A higher-priority real-time task takes the audio thread's only CPU for `seconds`:
+    a scheduling hiccup far longer than the device buffer (jackd's threads run elsewhere)."""
+    os.sched_setaffinity(pid, {0})  # the engine's main thread only; jack's threads may move
+    subprocess.run([sys.executable, "-c", HOG, "0", str(seconds)], check=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="starving a SCHED_FIFO thread needs root")
+def test_a_stalled_engine_overruns_counts_the_xruns_and_recovers_without_reopening(jack):
+    player, recorder = start_instruments(click_train(RATE, 4.0))
+    with AudioEngine(engine_settings()) as engine:
+        echo = Echo(engine)
+        echo.start()
+        assert wait_until(lambda: engine.stats().state == "running", 5)
+        starve_audio_thread(engine._proc.pid, seconds=0.2)
+        before = engine.stats().periods
+        assert wait_until(lambda: engine.stats().periods > before + 50, 5)
+        stats = engine.stats()
+        stop(echo)
+    stop(player, recorder)
+    assert stats.xruns >= 1
+    assert stats.reopens == 0 and stats.state == "running"
+
+
+def test_a_vanished_device_is_reopened_and_audio_flows_again(jack):
+    pcm = PcmSettings(capture_device="scap", playback_device="splay")
+    with AudioEngine(EngineSettings(pcm=pcm, reopen_backoff_s=(0.05, 0.4))) as engine:
+        echo = Echo(engine)
+        echo.start()
+        assert wait_until(lambda: engine.stats().periods > 20, 5)
+        jack.kill()  # the sound card is pulled out
+        assert wait_until(lambda: engine.stats().state == "reopening", 5)
+        time.sleep(0.5)
+        jack.start()  # and plugged back in
+        assert wait_until(lambda: engine.stats().state == "running", 10)
+        moved = echo.moved
+        assert wait_until(lambda: echo.moved > moved + 20 * 320, 5)
+        stats = engine.stats()
+        stop(echo)
+    assert stats.reopens >= 1
+    assert stats.error == ""
+
+
+def test_a_device_at_the_wrong_rate_fails_once_with_a_clear_error(jack):
+    pcm = PcmSettings(capture_device="scap_jack", playback_device="splay_jack")
+    with AudioEngine(EngineSettings(pcm=pcm)) as engine:
+        assert wait_until(lambda: engine.stats().state == "failed", 10)
+        stats = engine.stats()
+    assert "rate 48000 instead of 16000" in stats.error
+    assert "plughw" in stats.error
+    assert stats.reopens == 0
