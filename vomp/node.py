@@ -143,7 +143,9 @@ class Node:
         return datagrams
 
     def next_timer(self) -> float | None:
-        """When `handle_timer` must next run (None only before the first call)."""
+        """When `handle_timer` must next run; 0.0 before the first call (start at once)."""
+        if self._next_tick_at is None:
+            return 0.0
         times = [self._next_tick_at, self.calls.next_timer(), self.lookups.next_timer()]
         times += [n.ack_due_at for n in self.neighbours]
         times += [d.deadline for d in self._pending_dials]
