@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from hw.audio.tones import CALL_PROGRESS, ToneSource
+from hw.soundcard.tones import CALL_PROGRESS, ToneSource
 
 
 class RingerOutput(Protocol):

@@ -28,8 +28,8 @@ from virtual_audio import (
     wait_until,
 )
 
-from hw.audio.alsa_engine import AudioEngine, EngineSettings
-from hw.audio.devices import PcmSettings
+from hw.soundcard.devices import PcmSettings
+from hw.soundcard.engine import AudioEngine, EngineSettings
 
 pytestmark = [
     pytest.mark.realtime,
@@ -84,7 +84,7 @@ class Echo(threading.Thread):
 
 
 def start_instruments(signal_pcm: bytes) -> tuple[PcmPlayer, PcmRecorder]:
-    player = PcmPlayer("player", signal_pcm)
+    player = PcmPlayer("player", signal_pcm, loop=True)
     player.start()
     player.started_event.wait(5)
     recorder = PcmRecorder("recorder", channels=2)
@@ -107,11 +107,12 @@ def engine_settings(**changes) -> EngineSettings:
 
 
 def test_engine_moves_speech_from_capture_to_playback_at_the_devices_pace(jack):
-    player, recorder = start_instruments(click_train(RATE, 3.0))
+    player, recorder = start_instruments(click_train(RATE, 1.0))
     with AudioEngine(engine_settings()) as engine:
         echo = Echo(engine)
         echo.start()
-        time.sleep(3.2)
+        assert wait_until(lambda: engine.stats().state == "running", 10)
+        time.sleep(2.5)
         stats = engine.stats()
         stop(echo)
     stop(player, recorder)
@@ -119,7 +120,9 @@ def test_engine_moves_speech_from_capture_to_playback_at_the_devices_pace(jack):
     # clicks come every 200 ms; those played before the engine was up have no echo
     lags = click_lags(channels[0::2], channels[1::2], RATE, max_lag_s=0.15)
     assert len(lags) >= 10  # every click of the train came back out of the playback device
-    assert max(lags) - min(lags) < 15  # at a steady delay: nothing piles up
+    # The delay stays bounded: a late handoff may queue up to max_queued_periods (2 x 10 ms)
+    # in the engine, never more; 5 ms more for the JACK period the onsets are measured in.
+    assert max(lags) - min(lags) <= 25
     assert stats.state == "running"
     assert stats.periods > 100 and stats.reopens == 0
     assert stats.realtime == (os.geteuid() == 0)
@@ -144,7 +147,7 @@ def starve_audio_thread(pid: int, seconds: float) -> None:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="starving a SCHED_FIFO thread needs root")
 def test_a_stalled_engine_overruns_counts_the_xruns_and_recovers_without_reopening(jack):
-    player, recorder = start_instruments(click_train(RATE, 4.0))
+    player, recorder = start_instruments(click_train(RATE, 1.0))
     with AudioEngine(engine_settings()) as engine:
         echo = Echo(engine)
         echo.start()

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from virtual_audio import alsa_config_path, file_card_conf
 
-from hw.audio.alsa_pcm import AlsaBackend
-from hw.audio.device_loop import DeviceLoop
-from hw.audio.devices import DeviceGoneError, DeviceMismatchError, PcmSettings
+from hw.soundcard.alsa_pcm import AlsaBackend
+from hw.soundcard.device_loop import DeviceLoop
+from hw.soundcard.devices import DeviceGoneError, DeviceMismatchError, PcmSettings
 
 PERIOD_FRAMES = 160
 PERIOD_BYTES = PERIOD_FRAMES * 2

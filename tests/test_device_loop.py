@@ -6,9 +6,9 @@ from collections import deque
 
 import pytest
 
-from hw.audio.device_loop import DeviceLoop
-from hw.audio.devices import DeviceGoneError, DeviceMismatchError, PcmSettings, load_backend
-from hw.audio.fake_pcm import FakeBackend, FakeCard
+from hw.soundcard.device_loop import DeviceLoop
+from hw.soundcard.devices import DeviceGoneError, DeviceMismatchError, PcmSettings, load_backend
+from hw.soundcard.fake_pcm import FakeBackend, FakeCard
 
 SETTINGS = PcmSettings(
     capture_device="fake",

@@ -7,8 +7,8 @@ from array import array
 
 import pytest
 
-from hw.audio.tones import CALL_PROGRESS, ToneSource, dtmf_spec, mix
 from hw.ringer import GpioRinger, RecordingRingerOutput, Ringer, SoundRinger
+from hw.soundcard.tones import CALL_PROGRESS, ToneSource, dtmf_spec, mix
 
 RATE = 16000
 

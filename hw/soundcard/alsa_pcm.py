@@ -12,7 +12,7 @@ import errno
 
 import alsaaudio
 
-from hw.audio.devices import (
+from hw.soundcard.devices import (
     XRUN,
     DeviceGoneError,
     DeviceMismatchError,

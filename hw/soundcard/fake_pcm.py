@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from hw.audio.devices import XRUN, DeviceGoneError, DeviceMismatchError, PcmSettings, Xrun
+from hw.soundcard.devices import XRUN, DeviceGoneError, DeviceMismatchError, PcmSettings, Xrun
 
 
 @dataclass

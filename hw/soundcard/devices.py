@@ -17,8 +17,8 @@ from typing import Protocol
 
 BACKEND_ENV = "HANDSET_AUDIO_BACKEND"
 BACKENDS: dict[str, str] = {
-    "alsa": "hw.audio.alsa_pcm:AlsaBackend",
-    "fake": "hw.audio.fake_pcm:FakeBackend",
+    "alsa": "hw.soundcard.alsa_pcm:AlsaBackend",
+    "fake": "hw.soundcard.fake_pcm:FakeBackend",
 }
 SAMPLE_BYTES = 2  # S16_LE
 

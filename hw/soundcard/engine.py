@@ -33,8 +33,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from hw.audio.device_loop import DeviceCounters, DeviceLoop
-from hw.audio.devices import DeviceGoneError, DeviceMismatchError, PcmSettings, load_backend
+from hw.soundcard.device_loop import DeviceCounters, DeviceLoop
+from hw.soundcard.devices import DeviceGoneError, DeviceMismatchError, PcmSettings, load_backend
 
 log = logging.getLogger(__name__)
 
@@ -329,7 +329,7 @@ class AudioEngine:
             [
                 sys.executable,
                 "-m",
-                "hw.audio.alsa_engine",
+                "hw.soundcard.engine",
                 _settings_to_json(self.settings),
                 *map(str, fds),
             ],

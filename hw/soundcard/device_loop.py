@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
-from hw.audio.devices import XRUN, CaptureStream, PcmSettings, PlaybackStream
+from hw.soundcard.devices import XRUN, CaptureStream, PcmSettings, PlaybackStream
 
 
 @dataclass
