@@ -6,7 +6,7 @@ from collections import deque
 
 import pytest
 
-from hw.soundcard.device_loop import DeviceLoop
+from hw.soundcard.device_loop import SETTLE_WINDOW_PERIODS, DeviceLoop
 from hw.soundcard.devices import DeviceGoneError, DeviceMismatchError, PcmSettings, load_backend
 from hw.soundcard.fake_pcm import FakeBackend, FakeCard
 
@@ -110,6 +110,20 @@ def test_audio_queued_beyond_the_limit_is_trimmed_oldest_first():
     # limit = 2 periods queued; the 8 oldest go, the older of the two kept plays now
     assert h.loop.counters.playback_trimmed == 8
     assert h.card.played == [period(8)]
+
+
+def test_a_period_left_queued_by_a_late_handoff_is_won_back_after_a_window():
+    h = Harness(FakeCard())
+    h.to_play += period(0) + period(1)  # a late handoff: two periods arrive at once
+    h.loop.run_period()
+    for i in range(2, 2 + SETTLE_WINDOW_PERIODS):
+        h.to_play += period(i)  # then one in, one out: a period of extra delay for good
+        h.loop.run_period()
+    assert h.loop.counters.playback_trimmed == 1
+    h.to_play += period(99)
+    h.loop.run_period()
+    # the delay is back to one period: what was queued now is what plays now
+    assert h.card.played[-1] == period(99)
 
 
 def test_a_full_consumer_costs_a_counted_drop_not_a_stall():

@@ -5,7 +5,9 @@ whole handset. Each captured period is handed on without waiting (a full consume
 counted drop, never a stall), then exactly one period is written to playback: queued call
 audio if there is a whole period of it, else silence. Playback stays `prefill` periods
 ahead of the hardware, which is the cushion that scheduling jitter eats into; anything queued
-beyond `max_queued_periods` is old audio that would only add delay, so it is dropped.
+beyond `max_queued_periods` is old audio that would only add delay, so it is dropped. One late
+handoff leaves a period queued for good (one in, one out after that); so when a whole
+window of periods never ran the queue dry, one period is dropped to win that delay back.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ class DeviceCounters:
         return [getattr(self, name) for name in self.names()]
 
 
+SETTLE_WINDOW_PERIODS = 50
+"""Periods (0.5 s at 10 ms) the playback queue must stay non-empty before one is dropped."""
+
+
 class DeviceLoop:
     def __init__(
         self,
@@ -63,6 +69,8 @@ class DeviceLoop:
         self._prefill = settings.playback_prefill_periods
         self._max_queued = settings.max_queued_periods * self._period_bytes
         self._queued = bytearray()
+        self._window_left = SETTLE_WINDOW_PERIODS
+        self._window_min = 1 << 30
         self._last_read_ns: int | None = None
         self.counters = DeviceCounters()
 
@@ -102,7 +110,20 @@ class DeviceLoop:
         else:
             period = bytes(self._period_bytes)
             counters.playback_starved += 1
+        self._settle()
         if self._playback.write(period) is XRUN:
             counters.playback_xruns += 1
             self.prime()
             self._playback.write(period)
+
+    def _settle(self) -> None:
+        """Drop one period if the queue stayed at least a period deep for a whole window."""
+        self._window_min = min(self._window_min, len(self._queued) // self._period_bytes)
+        self._window_left -= 1
+        if self._window_left > 0:
+            return
+        if self._window_min >= 1:
+            del self._queued[: self._period_bytes]
+            self.counters.playback_trimmed += 1
+        self._window_left = SETTLE_WINDOW_PERIODS
+        self._window_min = 1 << 30
