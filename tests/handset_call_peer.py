@@ -1,0 +1,157 @@
+"""One whole handset for the two-namespace call tests and the latency/CPU benchmarks: a real
+Node on the real asyncio UDP transport, with real call audio (Opus, redundancy, jitter
+buffer) on a real paced sound card through the AudioEngine.
+
+Run inside a namespace (`ip netns exec NS python tests/handset_call_peer.py ...`) with
+ALSA_CONFIG_PATH and JACK_DEFAULT_SERVER set. The caller looks the callee up, dials, talks for
+`--seconds` and hangs up; the callee answers. Each prints one JSON line (statistics, CPU) and
+exits; every wait is bounded so a broken network or device fails, never hangs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import resource
+import sys
+import time
+
+from firmware.handset_audio import HandsetAudio
+from firmware.transport import start
+from hw.audio import OUR_CODECS
+from hw.soundcard.devices import PcmSettings
+from hw.soundcard.engine import AudioEngine, EngineSettings
+from vomp.events import AudioFrameReceived, CallEnded, CallStateChanged, DnaAnswer, PeerFound
+from vomp.identity import Identity
+from vomp.messages import CallState
+from vomp.node import Node
+
+
+def cpu_seconds() -> float:
+    """CPU of this handset: its own process and its engine process (a child)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+class Handset:
+    def __init__(self, protocol, audio: HandsetAudio, budget: float) -> None:
+        self.protocol = protocol
+        self.audio = audio
+        self.loop = asyncio.get_running_loop()
+        self.deadline = self.loop.time() + budget
+        self.seen: list[object] = []
+        self.answer_calls = False
+        self.final_stats: dict = {}
+
+    async def wait_for(self, predicate, what: str):
+        while True:
+            for event in self.seen:
+                if predicate(event):
+                    return event
+            remaining = self.deadline - self.loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"timed out waiting for {what}")
+            try:
+                event = await asyncio.wait_for(self.protocol.next_event(), remaining)
+            except TimeoutError:
+                continue
+            self.audio.on_event(event)
+            if not isinstance(event, AudioFrameReceived):  # a call has thousands of those
+                self.seen.append(event)
+            self.react(event)
+
+    def react(self, event) -> None:
+        if (
+            self.answer_calls
+            and isinstance(event, CallStateChanged)
+            and event.remote_state == CallState.RINGINGOUT
+            and event.local_state < CallState.RINGINGIN
+        ):
+            self.protocol.command(
+                lambda n, now: (n.ring(event.call, now), n.answer(event.call, now))
+            )
+        if self.in_call(event) and self.audio.call != event.call:
+            call = self.protocol.node.calls.get(event.call)
+            self.audio.start_call(event.call, call.remote_codecs)
+        if isinstance(event, CallEnded):
+            self.final_stats = self.audio.end_call()
+
+    def in_call(self, event) -> bool:
+        return isinstance(event, CallStateChanged) and event.local_state == CallState.INCALL
+
+
+async def main(args: argparse.Namespace) -> dict:
+    identity = Identity.from_seed(bytes.fromhex(args.seed))
+    node = Node(identity, args.number, args.role, rng=random.Random(args.seed), codecs=OUR_CODECS)
+    pcm = PcmSettings(
+        capture_device=args.capture,
+        playback_device=args.playback,
+        period_frames=args.period_frames,
+        playback_prefill_periods=args.prefill,
+    )
+    engine = AudioEngine(EngineSettings(pcm=pcm))
+    engine.start()
+    protocol = await start(node, interface=args.interface, port=args.port)
+    audio = HandsetAudio(
+        engine,
+        lambda call, codec, payload, ms: protocol.command(
+            lambda n, now: n.send_audio(call, codec, payload, ms)
+        ),
+    )
+    loop = asyncio.get_running_loop()
+    audio.attach(loop)
+    handset = Handset(protocol, audio, args.budget + args.seconds)
+    result: dict = {}
+    try:
+        if args.role == "callee":
+            handset.answer_calls = True
+            await handset.wait_for(handset.in_call, "INCALL")
+            cpu_start, wall_start = cpu_seconds(), time.monotonic()
+            ended = await handset.wait_for(lambda e: isinstance(e, CallEnded), "the hang-up")
+        else:
+            await handset.wait_for(lambda e: isinstance(e, PeerFound), "a neighbour")
+            protocol.command(lambda n, now: n.lookup(args.call, now))
+            answer = await handset.wait_for(lambda e: isinstance(e, DnaAnswer), "a DNA answer")
+            call = protocol.command(lambda n, now: n.dial(answer.sid, now))
+            await handset.wait_for(handset.in_call, "the callee to answer")
+            cpu_start, wall_start = cpu_seconds(), time.monotonic()
+            await asyncio.sleep(args.seconds)
+            protocol.command(lambda n, now: n.hang_up(call, now))
+            ended = await handset.wait_for(lambda e: isinstance(e, CallEnded), "the call to end")
+        wall = time.monotonic() - wall_start
+        result["cpu_percent"] = 100.0 * (cpu_seconds() - cpu_start) / wall
+        result["call_seconds"] = wall
+        result["timed_out"] = ended.timed_out
+        result["stats"] = handset.final_stats
+        await asyncio.sleep(0.3)  # let the last status datagrams leave
+    finally:
+        audio.detach(loop)
+        protocol.close()
+        engine.stop()
+    result["counters"] = dict(node.counters)
+    return result
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("role", choices=["caller", "callee"])
+    parser.add_argument("--seed", required=True)
+    parser.add_argument("--number", required=True)
+    parser.add_argument("--call", help="number the caller dials")
+    parser.add_argument("--interface", required=True)
+    parser.add_argument("--port", type=int, default=4110)
+    parser.add_argument("--capture", required=True, help="ALSA capture device")
+    parser.add_argument("--playback", required=True, help="ALSA playback device")
+    parser.add_argument("--period-frames", type=int, default=160)
+    parser.add_argument("--prefill", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=3.0, help="how long the caller talks")
+    parser.add_argument("--budget", type=float, default=30.0)
+    arguments = parser.parse_args()
+    try:
+        print(json.dumps(asyncio.run(main(arguments))), flush=True)
+    except TimeoutError as exc:
+        print(json.dumps({"error": str(exc)}), flush=True)
+        sys.exit(1)
