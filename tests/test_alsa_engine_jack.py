@@ -168,7 +168,7 @@ def test_a_vanished_device_is_reopened_and_audio_flows_again(jack):
         echo = Echo(engine)
         echo.start()
         assert wait_until(lambda: engine.stats().periods > 20, 5)
-        jack.kill()  # the sound card is pulled out
+        jack.vanish()  # the sound card is pulled out
         assert wait_until(lambda: engine.stats().state == "reopening", 5)
         time.sleep(0.5)
         jack.start()  # and plugged back in

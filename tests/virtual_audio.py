@@ -138,12 +138,11 @@ class JackServer:
                 self.proc.wait()
         self.proc = None
 
-    def kill(self) -> None:
-        """Vanish abruptly, like a sound card pulled out."""
-        if self.proc:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
+    def vanish(self) -> None:
+        """Go away under the clients, like a sound card pulled out. SIGTERM, not SIGKILL: a
+        killed jackd leaves its entry in JACK's shared-memory server registry, which holds
+        only a few servers, and later servers then fail to start."""
+        self.stop()
 
 
 class PcmPlayer(threading.Thread):
