@@ -3,13 +3,12 @@
 encoder → packetizer → seeded loss → jitter buffer → decoder, for our default call settings
 (OPUS_REDUNDANT) and, side by side, the reference: plain Opus 32 kbit/s + FEC + PLC (codec 7).
 Speech: the LibriVox clips of Debian's pocketsphinx-testdata (tools/fetch-speech).
-Prints `name value unit` lines; also the bytes per packet each setting costs and codec CPU time.
+Prints `name value unit` lines, and the bytes per packet each setting costs.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 import wave
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from pesq import pesq
 
 from hw.audio import codecs
 from hw.audio.netsim import GilbertLoss, Link, NoLoss, RandomLoss, run_one_way
-from hw.audio.opus import OpusDecoder, OpusEncoder, OpusSettings
+from hw.audio.opus import OpusSettings
 from hw.audio.pipeline import AudioConfig, CallAudio
 
 RATE = 16000
@@ -89,16 +88,6 @@ def score(make, clips, condition, bytes_out: list[float]) -> float:
     return float(np.mean(scores))
 
 
-def codec_cpu_us(clips) -> float:
-    """Encode + decode time per 20 ms frame with our settings (median of the clips)."""
-    frames = [c[i : i + 320].tobytes() for c in clips for i in range(0, len(c) - 320, 320)]
-    enc, dec = OpusEncoder(AudioConfig().opus), OpusDecoder(RATE)
-    start = time.perf_counter()
-    for f in frames:
-        dec.decode(enc.encode(f))
-    return (time.perf_counter() - start) / len(frames) * 1e6
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     default_dir = Path(__file__).resolve().parent.parent / ".cache" / "speech"
@@ -113,7 +102,6 @@ def main() -> None:
             print(f"{prefix}pesq_wb_{condition} {value:.2f} MOS-LQO", flush=True)
             if condition == "clean":
                 print(f"{prefix}bytes_per_packet {np.mean(sizes):.1f} bytes", flush=True)
-    print(f"opus_encode_decode_us_per_frame {codec_cpu_us(clips):.0f} us", flush=True)
 
 
 if __name__ == "__main__":

@@ -25,3 +25,22 @@ def best_correlation(x: np.ndarray, y: np.ndarray, max_lag: int = 800) -> tuple[
         (np.corrcoef(x[:n], y[lag : lag + n])[0, 1], lag) for lag in range(0, max_lag + 1, 1)
     )
     return float(best[0]), int(best[1])
+
+
+def worst_window_correlation(
+    x: np.ndarray, y: np.ndarray, start: int, end: int, window: int = 3200, max_lag: int = 2400
+) -> float:
+    """Lowest, over windows of x[start:end], of its best correlation with y at any nearby lag.
+
+    Each window is aligned on its own, so a delay that moves (the jitter buffer stretching or
+    dropping frames) does not count against the audio; missing or garbled audio does.
+    """
+    worst = 1.0
+    for a in range(start, end - window + 1, window):
+        ref = x[a : a + window].astype(float)
+        seg = y[a : a + window + max_lag].astype(float)
+        best = max(
+            np.corrcoef(ref, seg[lag : lag + window])[0, 1] for lag in range(0, max_lag + 1, 4)
+        )
+        worst = min(worst, best)
+    return float(worst)

@@ -73,6 +73,26 @@ frames = st.lists(
 )
 
 
+@given(
+    st.integers(1, 255),
+    frames,
+    st.lists(st.tuples(st.integers(0, 2000), st.integers(0, 255)), max_size=4),
+    st.integers(0, 2000),
+)
+def test_parser_survives_damaged_valid_payloads(frame_ms, raw, flips, cut):
+    data = bytearray(
+        pack(RedundantPayload(frame_ms, tuple(InnerFrame(o, d) for o, d in sorted(raw))))
+    )
+    for where, value in flips:
+        data[where % len(data)] = value
+    data = data[: max(0, len(data) - cut % 8)]
+    try:
+        payload = parse(bytes(data))
+    except PayloadError:
+        return
+    assert pack(payload) == bytes(data)
+
+
 @given(st.integers(1, 255), frames)
 def test_pack_then_parse_gives_the_payload_back(frame_ms, raw):
     payload = RedundantPayload(frame_ms, tuple(InnerFrame(o, d) for o, d in sorted(raw)))

@@ -194,6 +194,7 @@ class JitterBuffer:
     def _resync(self) -> None:
         self.stats.resyncs += 1
         self._frames.clear()
+        self._played.clear()
         self._next = None
         self._transits.clear()
         self._sorted_transits.clear()
