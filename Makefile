@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: all venv test lint check clean run
+.PHONY: all venv test lint check clean run bench
 
 all: venv
 
@@ -24,6 +24,16 @@ lint: venv
 
 test: venv lint
 	$(VENV)/bin/pytest
+
+# Benchmarks: bench-only packages (the `bench` extra), speech clips fetched into .cache/, then
+# every bench/*_bench.py; figures go to bench/results.txt.
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(PIP) install -q -c constraints.txt -e '.[test,systemd,bench]'
+	touch $@
+
+bench: venv $(VENV)/.bench-installed
+	tools/fetch-speech .cache/speech
+	$(PY) bench/run_all.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache

@@ -147,8 +147,9 @@ class JitterBuffer:
             return self._play(frame)
 
         later = [t for t in self._frames if t > self._next]
-        # Dry: the frame is more likely late than lost. Wait for it (delay grows by a frame).
-        if not later and self._may_stretch(now_ms):
+        # Below target, a missing frame is more likely late (or overtaken) than lost: wait for
+        # it, which grows the delay by a frame. At or above target it is lost.
+        if surplus < 0 and self._may_stretch(now_ms):
             self.stats.stretched += 1
             return Playout(Action.STRETCH, self._frame_ms)
         return self._lose(min(later) if later else None)
@@ -159,8 +160,12 @@ class JitterBuffer:
         if not self._sorted_transits:
             return 0.0
         k = min(len(self._sorted_transits) - 1, int(self.settings.quantile * len(self._transits)))
-        wait = self.recovery_frames * self._frame_ms if any(self._recent_losses) else 0
+        wait = self.recovery_frames * self._frame_ms if self._losing() else 0
         return self._sorted_transits[k] + self.settings.margin_ms + wait
+
+    def _losing(self) -> bool:
+        """Whether copies are worth waiting for: packets were lost lately."""
+        return any(self._recent_losses)
 
     def _should_shrink(self, now_ms: float, surplus: float, quiet: bool) -> bool:
         if surplus >= self.settings.force_shrink_ms:
@@ -189,6 +194,7 @@ class JitterBuffer:
     def _resync(self) -> None:
         self.stats.resyncs += 1
         self._frames.clear()
+        self._played.clear()
         self._next = None
         self._transits.clear()
         self._sorted_transits.clear()
@@ -229,7 +235,6 @@ class JitterBuffer:
         assert self._next is not None
         t = self._next
         gap = self._frame_ms if next_time is None else min(self._frame_ms, next_time - t)
-        self._played.append(t)
         self._next = t + gap
         self._recent_losses.append(True)
         self.stats.lost += 1

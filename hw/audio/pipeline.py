@@ -33,11 +33,19 @@ class AudioConfig:
     """20 ms: VoMP's time field counts 20 ms units, and one packet per 20 ms keeps the mesh's
     packet rate down; 10 ms frames would only lower delay at 100 packets/s (see hw/audio docs)."""
     opus: OpusSettings = field(default_factory=OpusSettings)
-    redundancy_depth: int = 2
-    """Previous frames repeated in each OPUS_REDUNDANT packet: a burst of this many is rebuilt."""
+    redundancy_offsets: tuple[int, ...] = (1, 3)
+    """Which earlier frames each OPUS_REDUNDANT packet repeats (1 = the previous one). A burst of
+    max(offsets) lost packets is rebuilt exactly: (1, 3) costs the bytes of (1, 2) and also
+    rebuilds bursts of 3 (PESQ-WB 3.53 against 3.30 at 10 % loss in bursts of mean 3, bench/),
+    at one more frame of buffering while packets are being lost."""
+    wait_for_fec: bool = True
+    """While packets are being lost, also wait for the Opus FEC inside the deepest copy (one more
+    frame of delay, one more lost frame rebuilt per burst)."""
     jitter: JitterSettings = field(default_factory=JitterSettings)
     quiet_rms: float = 300.0
-    """Below this RMS (about -40 dBFS) a frame is quiet enough to repeat or skip unheard."""
+    """Below this RMS (about -40 dBFS) a frame is quiet..."""
+    quiet_frames: int = 2
+    """...and after this many quiet frames in a row, repeating or skipping one goes unheard."""
 
 
 @dataclass(frozen=True)
@@ -69,11 +77,11 @@ class CallAudio:
         self._played = bytearray()
         self._opus_encoder = OpusEncoder(cfg.opus)
         self._mulaw_encoder = MulawEncoder()
-        self._packer = RedundancyPacker(cfg.redundancy_depth, cfg.frame_ms)
+        self._packer = RedundancyPacker(cfg.redundancy_offsets, cfg.frame_ms)
         self._opus_decoder = OpusDecoder(cfg.sample_rate)
         self._mulaw_decoder = MulawDecoder()
         self._last_codec = codecs.OPUS
-        self._last_quiet = True
+        self._quiet_run = 0
         self.jitter_buffer = JitterBuffer(cfg.jitter, self.stats)
 
     # ----------------------------------------------------------------- send
@@ -113,12 +121,12 @@ class CallAudio:
                 s.malformed += 1
                 return
             deepest = -min(f.offset for f in inner.frames)
-            self.jitter_buffer.recovery_frames = max(1, deepest)
+            self.jitter_buffer.recovery_frames = max(1, deepest + self.config.wait_for_fec)
             for f in inner.frames:
                 t = media_time_ms + f.offset * inner.frame_ms
                 self._put_opus(t, f.data, now, redundant=f.offset < 0)
         elif codec == codecs.OPUS:
-            self.jitter_buffer.recovery_frames = 1
+            self.jitter_buffer.recovery_frames = int(self.config.wait_for_fec)
             self._put_opus(media_time_ms, payload, now, redundant=False)
         elif codec == codecs.MULAW:
             if not payload:
@@ -146,10 +154,10 @@ class CallAudio:
         """Exactly `samples` of PCM for the sound card, pulling frames as they are needed."""
         want = 2 * samples
         while len(self._played) < want:
-            playout = self.jitter_buffer.pull(now, quiet=self._last_quiet)
-            pcm = self._render(playout)
+            quiet = self._quiet_run >= self.config.quiet_frames
+            pcm = self._render(self.jitter_buffer.pull(now, quiet=quiet))
             level = np.sqrt(np.mean(np.frombuffer(pcm, dtype="<i2").astype(np.float64) ** 2))
-            self._last_quiet = bool(level < self.config.quiet_rms)
+            self._quiet_run = self._quiet_run + 1 if level < self.config.quiet_rms else 0
             self._played += pcm
         out = bytes(self._played[:want])
         del self._played[:want]

@@ -123,18 +123,29 @@ def parse(data: bytes) -> RedundantPayload:
 
 
 class RedundancyPacker:
-    """Sender side: wraps each new frame with the `depth` frames sent before it."""
+    """Sender side: wraps each new frame with copies of frames sent `offsets` packets before.
 
-    def __init__(self, depth: int, frame_ms: int = 20) -> None:
-        if not 0 <= depth < MAX_FRAMES:
-            raise ValueError(f"redundancy depth {depth} is outside 0..{MAX_FRAMES - 1}")
-        self.depth = depth
+    Offsets (1, 2) repeat the previous two frames. A burst of L lost packets is rebuilt when the
+    largest offset is at least L, so (1, 3) reaches bursts of 3 with the same bytes, waiting one
+    frame longer for the copy.
+    """
+
+    def __init__(self, offsets: tuple[int, ...] = (1, 2), frame_ms: int = 20) -> None:
+        if len(offsets) >= MAX_FRAMES or any(not 1 <= o <= 128 for o in offsets):
+            raise ValueError(f"redundancy offsets {offsets} must be 1..128, at most 15 of them")
+        if list(offsets) != sorted(set(offsets)):
+            raise ValueError(f"redundancy offsets {offsets} must increase strictly")
+        self.offsets = offsets
         self.frame_ms = frame_ms
-        self._recent: deque[bytes] = deque(maxlen=depth + 1)
+        self._history: deque[bytes] = deque(maxlen=max(offsets, default=0) + 1)
 
     def pack(self, frame: bytes) -> bytes:
         """The payload for the packet whose media time is `frame`'s."""
-        self._recent.append(frame)
-        n = len(self._recent)
-        inner = tuple(InnerFrame(i - (n - 1), data) for i, data in enumerate(self._recent))
-        return pack(RedundantPayload(self.frame_ms, inner))
+        self._history.appendleft(frame)
+        inner = [
+            InnerFrame(-o, self._history[o])
+            for o in reversed(self.offsets)
+            if o < len(self._history)
+        ]
+        inner.append(InnerFrame(0, frame))
+        return pack(RedundantPayload(self.frame_ms, tuple(inner)))
