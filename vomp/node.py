@@ -115,6 +115,8 @@ class Node:
         self._seen_broadcast_ids: dict[tuple[bytes, bytes], float] = {}
         self._keymap_asked: dict[bytes, float] = {}
         self._pending_dials: list[_PendingDial] = []
+        # where each peer was last heard, kept after expiry so a final CALLENDED still goes out
+        self._last_address: dict[bytes, object] = {}
 
     # ================================================================ the sans-IO interface
     def receive(self, datagram: bytes, source_address: object, now: float) -> None:
@@ -125,6 +127,9 @@ class Node:
             self._receive(bytes(datagram), source_address, now)
         except (ParseError, crypto.CryptoFailure, ValueError) as exc:
             self._drop(type(exc).__name__)
+        except Exception as exc:  # a bug of ours must not let one datagram stop the handset
+            self.counters["internal_errors"] += 1
+            self._drop(f"internal_{type(exc).__name__}")
         self._flush_calls()
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, object]]:
@@ -233,6 +238,7 @@ class Node:
             unicast=packet.unicast,
             now=now,
         )
+        self._last_address[packet.sender] = source
         if is_new:
             self._events.append(PeerFound(packet.sender, source))
         if self.book.sign_key(packet.sender) is None:
@@ -457,7 +463,7 @@ class Node:
 
     def _send_frame(self, sid: bytes, frame: Frame, *, fallback: object = None) -> None:
         neighbour = self.neighbours.get(sid)
-        address = neighbour.address if neighbour else fallback
+        address = neighbour.address if neighbour else self._last_address.get(sid, fallback)
         if address is None:
             self._drop("no_address_for_peer")
             return
