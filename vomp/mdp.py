@@ -74,7 +74,12 @@ def parse_content(content: bytes) -> MdpMessage:
     return MdpMessage(dst_port, src_port, reader.rest(), header_length)
 
 
+MAX_PORT = 0x7FFFFFFF  # dst_port << 1 must fit the 32-bit varint
+
+
 def encode_ports(dst_port: int, src_port: int) -> bytes:
+    if not (0 <= dst_port <= MAX_PORT and 0 <= src_port <= MAX_PORT):
+        raise ValueError(f"MDP ports are 0..{MAX_PORT}")
     if dst_port == src_port:
         return encode_varint(dst_port << 1 | 1)
     return encode_varint(dst_port << 1) + encode_varint(src_port)
