@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: all venv test lint check clean
+.PHONY: all venv test lint check clean bench
 
 all: venv
 
@@ -24,6 +24,10 @@ lint: venv
 
 test: venv lint
 	$(VENV)/bin/pytest
+
+# Benchmarks print `name value unit` lines (bench/README.md); never asserted by tests.
+bench: venv
+	@for f in bench/*.py; do $(PY) $$f || exit 1; done | tee bench/results.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache
