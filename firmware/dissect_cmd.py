@@ -21,6 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="JSON file of identities (schema of vectors/identities.json) to resolve and decrypt",
     )
+    parser.add_argument(
+        "--learn",
+        action="store_true",
+        help="also resolve abbreviations against SIDs seen in full earlier in the input",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, IdentitiesFileError) as exc:
         print(f"handset dissect: {exc}", file=sys.stderr)
         return 2
-    dissector = Dissector(identities)
+    dissector = Dissector(identities, learn=args.learn)
     for line in sys.stdin:
         result = dissect_line(dissector, line)
         sys.stdout.write(json.dumps(result) + "\n")

@@ -74,3 +74,12 @@ def test_cli_names_a_broken_identities_file_and_exits_2(tmp_path, capsys):
     assert str(ids) in err and "'A'" in err and "fix:" in err
     with pytest.raises(IdentitiesFileError):
         load_identities(ids)
+
+
+def test_learning_resolves_abbreviations_after_a_full_sid_was_seen():
+    full_header = bytes.fromhex(_vector("pe-request-servald")["packet_hex"])  # A in full
+    abbreviated = bytes.fromhex(_vector("tick-servald-broadcast")["packet_hex"])  # A as 5294
+    assert Dissector([]).dissect(abbreviated)["sender"]["sid"] is None
+    learner = Dissector([], learn=True)
+    learner.dissect(full_header)
+    assert learner.dissect(abbreviated)["sender"]["sid"] == wv.identities_json()["A"]["sid"]

@@ -134,7 +134,10 @@ class Dissector:
     as servald would (SPEC §12.6).
     """
 
-    def __init__(self, identities: Iterable[KnownIdentity]) -> None:
+    def __init__(self, identities: Iterable[KnownIdentity], *, learn: bool = False) -> None:
+        """With `learn`, SIDs and sign keys seen in full also resolve later abbreviations
+        (a node's view); without, only the identities given do (the vectors' rule)."""
+        self._learn = learn
         self._by_sid: dict[bytes, KnownIdentity] = {}
         self._book = AddressBook()
         for ident in identities:
@@ -154,7 +157,7 @@ class Dissector:
     # -- packet and frames ---------------------------------------------------------------
 
     def _packet(self, data: bytes) -> dict[str, Any]:
-        parsed = packet.parse_packet(data, self._book, learn=False)
+        parsed = packet.parse_packet(data, self._book, learn=self._learn)
         pkt = parsed.packet
         assert pkt.sender_address is not None
         return {
@@ -378,7 +381,7 @@ class Dissector:
             return {"error": str(exc), "opaque_hex": body.hex()}
 
     def _linkstate(self, body: bytes, f: packet.Frame) -> dict[str, Any]:
-        records, _unknown = linkstate.parse_linkstate(body, f.source, self._book, learn=False)
+        records, _unknown = linkstate.parse_linkstate(body, f.source, self._book, learn=self._learn)
         shown = []
         for r in records:
             rec: dict[str, Any] = {
