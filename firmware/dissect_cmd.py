@@ -35,8 +35,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"handset dissect: {exc}", file=sys.stderr)
         return 2
     dissector = Dissector(identities, learn=args.learn)
-    for line in sys.stdin:
-        result = dissect_line(dissector, line)
-        sys.stdout.write(json.dumps(result) + "\n")
-        sys.stdout.flush()
+    # Bytes in: a line of binary garbage must give an error object, not a decode crash.
+    stdin = getattr(sys.stdin, "buffer", sys.stdin)
+    try:
+        for raw in stdin:
+            line = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+            sys.stdout.write(json.dumps(dissect_line(dissector, line)) + "\n")
+            sys.stdout.flush()
+    except BrokenPipeError:  # `handset dissect | head`: the reader has seen enough
+        sys.stderr.close()
     return 0

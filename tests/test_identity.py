@@ -72,3 +72,11 @@ def test_a_failed_save_leaves_the_old_keyring_intact(tmp_path):
         save_keyring(path, [KeyringEntry(Identity.generate(), "bad", "x")])
     assert load_keyring(path) == good
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keyring"]
+
+
+def test_a_keyring_listing_one_identity_twice_is_refused_with_both_lines(tmp_path):
+    path = tmp_path / "keyring"
+    seed = wv.identities()["A"].seed.hex()
+    path.write_text(f"{seed} 5552001 A\n{seed} - again\n")
+    with pytest.raises(KeyringError, match=r"keyring:2: same identity as line 1; fix:"):
+        load_keyring(path)

@@ -240,3 +240,10 @@ def test_boxed_and_signed_content_opens_back(content):
     assert mdp.open_payload(boxed, mdp.MdpMode.BOX, shared_key=key_ba) == content
     signed = mdp.seal(content, mdp.MdpMode.SIGNED, ed_secret=a.ed_secret)
     assert mdp.open_payload(signed, mdp.MdpMode.SIGNED, sign_public=a.sign_public) == content
+
+
+def test_each_service_is_sent_in_the_mode_servald_uses():
+    assert mdp.mode_for(mdp.PORT_LINKSTATE, broadcast=False) is mdp.MdpMode.CLEAR
+    assert mdp.mode_for(mdp.PORT_DNA, broadcast=True) is mdp.MdpMode.SIGNED
+    for port in (mdp.PORT_DNA, mdp.PORT_VOMP, mdp.PORT_KEYMAP):
+        assert mdp.mode_for(port, broadcast=False) is mdp.MdpMode.BOX

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -374,7 +374,9 @@ class Dissector:
         return f"PORT{m.dst_port}", {"opaque_hex": m.body.hex()}
 
     @staticmethod
-    def _guard(decode, body: bytes, f: packet.Frame) -> dict[str, Any]:
+    def _guard(
+        decode: Callable[[bytes, packet.Frame], dict[str, Any]], body: bytes, f: packet.Frame
+    ) -> dict[str, Any]:
         try:
             return decode(body, f)
         except ParseError as exc:

@@ -49,6 +49,14 @@ SERVICE_MODE = {
 }
 
 
+def mode_for(dst_port: int, *, broadcast: bool) -> MdpMode:
+    """The mode servald uses for a frame to `dst_port`: link-state in clear, broadcasts
+    signed, everything addressed to one SID boxed (SPEC §7)."""
+    if dst_port == PORT_LINKSTATE:
+        return MdpMode.CLEAR
+    return MdpMode.SIGNED if broadcast else MdpMode.BOX
+
+
 def mode_of(frame_flags: int) -> MdpMode:
     bits = frame_flags & (CIPHERED | SIGNED)
     if bits == CIPHERED:
