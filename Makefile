@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: all venv test lint check clean bench
+.PHONY: all venv test lint check clean
 
 all: venv
 
@@ -26,6 +26,7 @@ test: venv lint
 	$(VENV)/bin/pytest
 
 # Benchmarks print `name value unit` lines (bench/README.md); never asserted by tests.
+.PHONY: bench
 bench: venv
 	@for f in bench/*.py; do $(PY) $$f || exit 1; done | tee bench/results.txt
 
