@@ -244,7 +244,11 @@ class Node:
         if self.book.sign_key(packet.sender) is None:
             self._request_sign_key(packet.sender, now)
         for frame in packet.frames:
-            self._receive_frame(frame, neighbour, source, now)
+            try:
+                self._receive_frame(frame, neighbour, source, now)
+            except (ParseError, crypto.CryptoFailure, ValueError) as exc:
+                # one bad frame costs only itself: the packet's other frames still count
+                self._drop(type(exc).__name__)
         if parsed.unknown_prefixes:
             self._ask_to_explain(parsed.unknown_prefixes, packet.sender, source)
 
@@ -327,6 +331,9 @@ class Node:
         elif message.dst_port == mdp.PORT_KEYMAP:
             self._receive_keymap(frame, mode, message.body, source)
         elif message.dst_port == mdp.PORT_DNA:
+            if mode is MdpMode.CLEAR:  # nothing proves who asks: do not answer (§11 REQ)
+                self._drop("dna_request_unsigned")
+                return
             self._receive_dna_request(frame, message, source)
         elif message.src_port == mdp.PORT_DNA and mode is MdpMode.BOX:
             self._receive_dna_reply(frame, message, now)
