@@ -428,3 +428,20 @@ def test_audio_duplicates_are_dropped_and_late_frames_kept():
         b.receive(A_SID, m, 1.0)
     got = [(e.time_ms, e.payload) for e in b.events if isinstance(e, AudioFrameReceived)]
     assert got == [(0, b"0"), (40, b"2"), (20, b"1")]
+
+
+def test_audio_codec_prefers_opus_then_ulaw_from_the_shared_list():
+    a, b, ca, cb = set_up_call()
+    assert a.audio_codec(ca) == OPUS and b.audio_codec(cb) == OPUS
+    t = table(codecs=(MULAW, 3))
+    t.receive(B_SID, msg(0x4242, 0, S.CALLPREP, S.NOCALL, (3, MULAW, OPUS), ("1", "2")), 0.0)
+    assert t.audio_codec(t.calls()[0].call_id) == MULAW
+    assert t.audio_codec(999) is None
+
+
+def test_row_ringingout_ringingout_goes_incall_without_audio():
+    t, call = make_call(S.RINGINGOUT, S.NOCALL, caller=True)
+    assert TRANSITIONS[(S.RINGINGOUT, S.RINGINGOUT)] is Outcome.INCALL
+    deliver(t, call, S.RINGINGOUT)
+    assert call.local_state == S.INCALL
+    assert not [e for e in t.events if isinstance(e, AudioFrameReceived)]

@@ -211,6 +211,10 @@ class Node:
         self.calls.hang_up(call, now)
         self._flush_calls()
 
+    def audio_codec(self, call: int) -> int | None:
+        """The codec to send on `call`: Opus if both sides have it, else µ-law (§12.1 REC)."""
+        return self.calls.audio_codec(call)
+
     def send_audio(self, call: int, codec: int, payload: bytes, duration_ms: int) -> bool:
         """Queue one audio frame (opaque bytes); False if the call is not INCALL."""
         sent = self.calls.send_audio(call, codec, payload, duration_ms)
