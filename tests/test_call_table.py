@@ -8,6 +8,7 @@ import pytest
 
 from vomp.call import (
     DIAL_TIMEOUT,
+    MAX_CALLS,
     NETWORK_TIMEOUT,
     RING_TIMEOUT,
     TRANSITIONS,
@@ -314,12 +315,23 @@ def test_callended_never_creates_a_call(bad):
     assert t.calls() == [] and drain(t) == []
 
 
-def test_sessions_are_unique_among_local_and_remote_ids():
-    t = CallTable("5552001", (MULAW,), random.Random(0))
-    for i in range(200):
+def test_a_new_session_differs_from_every_session_id_in_use():
+    # The remote ids come from the same random stream as ours, so collisions are tried for.
+    for seed in range(30):
+        t = CallTable("5552001", (MULAW,), random.Random(seed))
+        in_use: set[int] = set()
+        for remote in random.Random(seed).sample(range(1, 0x10000), MAX_CALLS):
+            t.receive(B_SID, msg(remote, 0, S.CALLPREP, S.NOCALL, (MULAW,), ("1", "2")), 0.0)
+            newest = max(t.calls(), key=lambda c: c.call_id)
+            assert newest.local_session not in in_use | {remote, 0}
+            in_use |= {newest.local_session, remote}
+
+
+def test_no_more_than_16_calls_at_once():
+    t = table()
+    for i in range(MAX_CALLS + 5):
         t.receive(B_SID, msg(i + 1, 0, S.CALLPREP, S.NOCALL, (MULAW,), ("1", "2")), 0.0)
-    ids = [c.local_session for c in t.calls()] + [c.remote_session for c in t.calls()]
-    assert len(ids) == len(set(ids)) == 400 and 0 not in ids
+    assert len(t.calls()) == MAX_CALLS
 
 
 def test_simultaneous_dial_rejects_the_incoming_call():

@@ -40,6 +40,7 @@ STATUS_INTERVAL = 1.0  # s, §12.4 [REQ]
 DIAL_TIMEOUT = 15.0  # s, §12.5
 RING_TIMEOUT = 30.0
 NETWORK_TIMEOUT = 30.0
+MAX_CALLS = 16  # as servald: a peer cannot fill our memory with calls
 FORGET_DELETED_AFTER = 120.0  # s: how long messages for a deleted session are recognised
 
 
@@ -286,7 +287,7 @@ class CallTable:
             return None
         if (remote_sid, msg.sender_session) in self._deleted:  # a late copy of a gone call
             return None
-        if len(self._calls) >= 0xFFFE:
+        if len(self._calls) >= MAX_CALLS:
             return None
         call = self._new_call(remote_sid, msg.sender_session, is_caller=False, now=now)
         call.local_number = msg.called_number or ""
