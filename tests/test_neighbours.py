@@ -7,7 +7,13 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vomp.neighbours import NEIGHBOUR_EXPIRY, FrameSeqWindow, NeighbourTable, PacketSeqAcks
+from vomp.neighbours import (
+    LINK_TIMEOUT,
+    NEIGHBOUR_EXPIRY,
+    FrameSeqWindow,
+    NeighbourTable,
+    PacketSeqAcks,
+)
 
 
 def spec_window(seqs: list[int]) -> list[bool]:
@@ -104,3 +110,18 @@ def test_frame_seq_starts_at_a_random_value_and_wraps():
     first = table.next_frame_seq()
     seqs = [table.next_frame_seq() for _ in range(256)]
     assert seqs[-1] == first and all(0 <= s < 256 for s in seqs)
+
+
+def test_a_peer_silent_longer_than_the_link_timeout_starts_a_fresh_window():
+    table = NeighbourTable(random.Random(1))
+    sid = b"x" * 32
+    peer, _ = table.heard(sid, "a", interface=0, version=1, seq=9, unicast=True, now=0.0)
+    assert peer.frames.accept(40)
+    # heard again soon: the same window, so a repeat is still a duplicate
+    peer, _ = table.heard(sid, "a", interface=0, version=1, seq=10, unicast=True, now=1.0)
+    assert not peer.frames.accept(40)
+    # after a silence (a restart, say) frame 40 is new again, and acks start over
+    later = 1.0 + LINK_TIMEOUT + 0.1
+    peer, is_new = table.heard(sid, "a", interface=0, version=1, seq=1, unicast=True, now=later)
+    assert not is_new and peer.frames.accept(40)
+    assert peer.unicast_acks.ack_seq == 1
