@@ -16,7 +16,7 @@ from vomp.call import (
     CallTable,
     Outcome,
 )
-from vomp.events import AudioFrameReceived, CallEnded, IncomingCall
+from vomp.events import AudioFrameReceived, CallEnded, CallStateChanged, IncomingCall
 from vomp.messages import CallState, VompAudio, VompMessage
 
 S = CallState
@@ -457,3 +457,10 @@ def test_row_ringingout_ringingout_goes_incall_without_audio():
     deliver(t, call, S.RINGINGOUT)
     assert call.local_state == S.INCALL
     assert not [e for e in t.events if isinstance(e, AudioFrameReceived)]
+
+
+def test_state_changes_carry_the_peers_codec_list():
+    a, _b, ca, _cb = set_up_call()
+    changes = [e for e in a.events if isinstance(e, CallStateChanged) and e.call == ca]
+    assert changes[-1].remote_codecs == (MULAW, OPUS)
+    assert changes[0].remote_codecs == ()  # our own CALLPREP: nothing heard yet

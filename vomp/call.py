@@ -394,6 +394,7 @@ class CallTable:
                 int(new_remote),
                 call.remote_sid,
                 call.remote_number,
+                call.remote_codecs,
             )
         )
 
