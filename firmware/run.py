@@ -13,7 +13,7 @@ import signal
 from pathlib import Path
 
 from firmware.transport import SERVAL_PORT, start
-from vomp.events import CallStateChanged
+from vomp.events import CallStateChanged, PacketDropped
 from vomp.identity import Identity, KeyringEntry, format_sid, load_keyring, save_keyring
 from vomp.messages import CallState
 from vomp.node import Node
@@ -69,7 +69,10 @@ async def serve(args: argparse.Namespace) -> int:
                 getter.cancel()
                 break
             event = getter.result()
-            log.info("%s", event)
+            # refused packets are counted by the node; at INFO a flood would bury the log
+            log.log(
+                logging.DEBUG if isinstance(event, PacketDropped) else logging.INFO, "%s", event
+            )
             if args.auto_answer and _ringing_for_us(event):
                 protocol.command(lambda n, now, c=event.call: n.answer(c, now))
     finally:

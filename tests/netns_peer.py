@@ -14,7 +14,14 @@ import random
 import sys
 
 from firmware.transport import start
-from vomp.events import AudioFrameReceived, CallEnded, CallStateChanged, DnaAnswer, PeerFound
+from vomp.events import (
+    AudioFrameReceived,
+    CallEnded,
+    CallStateChanged,
+    DnaAnswer,
+    DnaLookupFinished,
+    PeerFound,
+)
 from vomp.identity import Identity
 from vomp.messages import CallState, Codec
 from vomp.node import Node
@@ -53,6 +60,22 @@ class Peer:
             self.protocol.command(lambda n, now, p=payload: n.send_audio(call, Codec.ULAW, p, 20))
             await asyncio.sleep(0.02)
 
+    async def quiet_wait(self, condition, seconds: float) -> None:
+        """Collect events for up to `seconds`, stopping early once `condition()` holds."""
+        end = min(self.deadline, self.loop.time() + seconds)
+        while not condition() and (remaining := end - self.loop.time()) > 0:
+            try:
+                event = await asyncio.wait_for(self.protocol.next_event(), remaining)
+            except TimeoutError:
+                return
+            self.seen.append(event)
+            self.react(event)
+
+    async def deleted(self) -> bool:
+        """Whether the call left the table soon (a lost final 0x66 leaves it to time out)."""
+        await self.quiet_wait(lambda: any(isinstance(e, CallEnded) for e in self.seen), 3.0)
+        return any(isinstance(e, CallEnded) and not e.timed_out for e in self.seen)
+
     def audio(self) -> list[list]:
         return [
             [e.time_ms, e.seq, e.payload.hex()]
@@ -78,34 +101,42 @@ async def run_callee(peer: Callee) -> dict:
         lambda e: isinstance(e, CallStateChanged) and e.local_state == CallState.INCALL, "INCALL"
     )
     await peer.send_audio(incall.call, b"B")
-    ended = await peer.wait_for(lambda e: isinstance(e, CallEnded), "the caller's hang-up")
-    return {"audio": peer.audio(), "timed_out": ended.timed_out}
+    await peer.wait_for(ended_locally, "the caller's hang-up")
+    return {"audio": peer.audio(), "deleted": await peer.deleted()}
 
 
 async def run_caller(peer: Peer, number: str) -> dict:
     await peer.wait_for(lambda e: isinstance(e, PeerFound), "a neighbour")
-    peer.protocol.command(lambda n, now: n.lookup(number, now))
-    answer = await peer.wait_for(lambda e: isinstance(e, DnaAnswer), f"a DNA answer for {number}")
+    answer = None
+    for _attempt in range(3):  # a lookup is 3 s of retries; under heavy loss try again
+        peer.protocol.command(lambda n, now: n.lookup(number, now))
+        await peer.wait_for(
+            lambda e: isinstance(e, DnaAnswer | DnaLookupFinished), f"a DNA answer for {number}"
+        )
+        answer = next((e for e in peer.seen if isinstance(e, DnaAnswer)), None)
+        if answer is not None:
+            break
+        peer.seen = [e for e in peer.seen if not isinstance(e, DnaLookupFinished)]
+    if answer is None:
+        raise TimeoutError(f"nobody answered a lookup of {number}")
     call = peer.protocol.command(lambda n, now: n.dial(answer.sid, now))
     await peer.wait_for(
         lambda e: isinstance(e, CallStateChanged) and e.local_state == CallState.INCALL,
         "the callee to answer",
     )
     await peer.send_audio(call, b"A")
-    await peer.wait_for(
-        lambda e: (
-            sum(isinstance(x, AudioFrameReceived) for x in peer.seen) >= FRAMES
-            or isinstance(e, CallEnded)
-        ),
-        "the callee's audio",
-    )
+    await peer.quiet_wait(lambda: len(peer.audio()) >= FRAMES, 2.0)  # lost frames never come
     peer.protocol.command(lambda n, now: n.hang_up(call, now))
-    ended = await peer.wait_for(lambda e: isinstance(e, CallEnded), "the call to end")
+    await peer.wait_for(ended_locally, "the call to end")
     return {
         "dna": [answer.sid.hex(), answer.did, answer.name],
         "audio": peer.audio(),
-        "timed_out": ended.timed_out,
+        "deleted": await peer.deleted(),
     }
+
+
+def ended_locally(event) -> bool:
+    return isinstance(event, CallStateChanged) and event.local_state == CallState.CALLENDED
 
 
 async def main(args: argparse.Namespace) -> dict:

@@ -75,6 +75,8 @@ class Network:
                 action()
             else:
                 kind.node.handle_timer(self.now)
+                after = kind.node.next_timer()
+                assert after is None or after > self.now, "handle_timer left a timer due"
             self._settle()
 
     def run_until_quiet_calls(self, end: float) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from vomp.call import (
     DIAL_TIMEOUT,
+    MAX_CALLS,
     NETWORK_TIMEOUT,
     RING_TIMEOUT,
     TRANSITIONS,
@@ -15,7 +16,7 @@ from vomp.call import (
     CallTable,
     Outcome,
 )
-from vomp.events import AudioFrameReceived, CallEnded, IncomingCall
+from vomp.events import AudioFrameReceived, CallEnded, CallStateChanged, IncomingCall
 from vomp.messages import CallState, VompAudio, VompMessage
 
 S = CallState
@@ -314,12 +315,23 @@ def test_callended_never_creates_a_call(bad):
     assert t.calls() == [] and drain(t) == []
 
 
-def test_sessions_are_unique_among_local_and_remote_ids():
-    t = CallTable("5552001", (MULAW,), random.Random(0))
-    for i in range(200):
+def test_a_new_session_differs_from_every_session_id_in_use():
+    # The remote ids come from the same random stream as ours, so collisions are tried for.
+    for seed in range(30):
+        t = CallTable("5552001", (MULAW,), random.Random(seed))
+        in_use: set[int] = set()
+        for remote in random.Random(seed).sample(range(1, 0x10000), MAX_CALLS):
+            t.receive(B_SID, msg(remote, 0, S.CALLPREP, S.NOCALL, (MULAW,), ("1", "2")), 0.0)
+            newest = max(t.calls(), key=lambda c: c.call_id)
+            assert newest.local_session not in in_use | {remote, 0}
+            in_use |= {newest.local_session, remote}
+
+
+def test_no_more_than_16_calls_at_once():
+    t = table()
+    for i in range(MAX_CALLS + 5):
         t.receive(B_SID, msg(i + 1, 0, S.CALLPREP, S.NOCALL, (MULAW,), ("1", "2")), 0.0)
-    ids = [c.local_session for c in t.calls()] + [c.remote_session for c in t.calls()]
-    assert len(ids) == len(set(ids)) == 400 and 0 not in ids
+    assert len(t.calls()) == MAX_CALLS
 
 
 def test_simultaneous_dial_rejects_the_incoming_call():
@@ -428,3 +440,27 @@ def test_audio_duplicates_are_dropped_and_late_frames_kept():
         b.receive(A_SID, m, 1.0)
     got = [(e.time_ms, e.payload) for e in b.events if isinstance(e, AudioFrameReceived)]
     assert got == [(0, b"0"), (40, b"2"), (20, b"1")]
+
+
+def test_audio_codec_prefers_opus_then_ulaw_from_the_shared_list():
+    a, b, ca, cb = set_up_call()
+    assert a.audio_codec(ca) == OPUS and b.audio_codec(cb) == OPUS
+    t = table(codecs=(MULAW, 3))
+    t.receive(B_SID, msg(0x4242, 0, S.CALLPREP, S.NOCALL, (3, MULAW, OPUS), ("1", "2")), 0.0)
+    assert t.audio_codec(t.calls()[0].call_id) == MULAW
+    assert t.audio_codec(999) is None
+
+
+def test_row_ringingout_ringingout_goes_incall_without_audio():
+    t, call = make_call(S.RINGINGOUT, S.NOCALL, caller=True)
+    assert TRANSITIONS[(S.RINGINGOUT, S.RINGINGOUT)] is Outcome.INCALL
+    deliver(t, call, S.RINGINGOUT)
+    assert call.local_state == S.INCALL
+    assert not [e for e in t.events if isinstance(e, AudioFrameReceived)]
+
+
+def test_state_changes_carry_the_peers_codec_list():
+    a, _b, ca, _cb = set_up_call()
+    changes = [e for e in a.events if isinstance(e, CallStateChanged) and e.call == ca]
+    assert changes[-1].remote_codecs == (MULAW, OPUS)
+    assert changes[0].remote_codecs == ()  # our own CALLPREP: nothing heard yet

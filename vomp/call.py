@@ -27,7 +27,7 @@ from vomp.events import (
     Event,
     IncomingCall,
 )
-from vomp.messages import AudioNumbering, CallState, VompAudio, VompMessage
+from vomp.messages import AudioNumbering, CallState, Codec, VompAudio, VompMessage
 
 NOCALL = CallState.NOCALL
 CALLPREP = CallState.CALLPREP
@@ -40,6 +40,7 @@ STATUS_INTERVAL = 1.0  # s, §12.4 [REQ]
 DIAL_TIMEOUT = 15.0  # s, §12.5
 RING_TIMEOUT = 30.0
 NETWORK_TIMEOUT = 30.0
+MAX_CALLS = 16  # as servald: a peer cannot fill our memory with calls
 FORGET_DELETED_AFTER = 120.0  # s: how long messages for a deleted session are recognised
 
 
@@ -53,24 +54,34 @@ class Outcome(enum.Enum):
     NOTHING = "nothing"
     ENDED_IF_CALLER = "caller: busy -> CALLENDED; callee: wait for the local user to ring"
     RINGINGOUT_IF_CALLER = "caller: -> RINGINGOUT; callee: -> CALLENDED"
-    ANSWERED = "-> INCALL, then play audio if present"
-    PLAY = "play audio if present"
+    INCALL = "-> INCALL"
+    ANSWERED = "-> INCALL, then play the audio if present"
+    PLAY = "play the audio if present"
 
 
-# SPEC §12.3 step 4, one entry per (mine, their) cell. Missing pairs: ignore the whole message.
+# SPEC §12.3 step 4, row for row (mine, their). A pair not listed: ignore the whole message.
 TRANSITIONS: dict[tuple[CallState, CallState], Outcome] = {
+    # NOCALL, CALLPREP: nothing (our reply carries our codec list)
     (NOCALL, CALLPREP): Outcome.NOTHING,
+    # NOCALL or RINGINGIN, RINGINGOUT: caller -> CALLENDED (busy); callee waits to ring
     (NOCALL, RINGINGOUT): Outcome.ENDED_IF_CALLER,
     (RINGINGIN, RINGINGOUT): Outcome.ENDED_IF_CALLER,
+    # CALLPREP, NOCALL or CALLPREP: caller -> RINGINGOUT, otherwise CALLENDED
     (CALLPREP, NOCALL): Outcome.RINGINGOUT_IF_CALLER,
     (CALLPREP, CALLPREP): Outcome.RINGINGOUT_IF_CALLER,
+    # RINGINGOUT, NOCALL / CALLPREP / RINGINGIN: nothing (RINGINGIN: play ring-back)
     (RINGINGOUT, NOCALL): Outcome.NOTHING,
     (RINGINGOUT, CALLPREP): Outcome.NOTHING,
     (RINGINGOUT, RINGINGIN): Outcome.NOTHING,
-    (RINGINGOUT, RINGINGOUT): Outcome.ANSWERED,
+    # RINGINGOUT, RINGINGOUT: -> INCALL (never observed)
+    (RINGINGOUT, RINGINGOUT): Outcome.INCALL,
+    # RINGINGOUT, INCALL: -> INCALL (answered), then play the audio if present
     (RINGINGOUT, INCALL): Outcome.ANSWERED,
+    # INCALL, RINGINGOUT: nothing
     (INCALL, RINGINGOUT): Outcome.NOTHING,
+    # INCALL, INCALL: play the audio if present
     (INCALL, INCALL): Outcome.PLAY,
+    # CALLENDED, any: nothing
     **{(CALLENDED, their): Outcome.NOTHING for their in CallState},
 }
 
@@ -125,7 +136,9 @@ class CallTable:
         self._rng = rng
         self._calls: dict[int, Call] = {}
         self._next_call_id = 1
-        self._deleted: dict[tuple[bytes, str, int], float] = {}
+        # (remote SID, remote session) of deleted calls: their late messages must not
+        # start a new call (§12.5 "ignore anything that arrives for a session already deleted")
+        self._deleted: dict[tuple[bytes, int], float] = {}
         self.outgoing: list[tuple[bytes, VompMessage]] = []
         self.events: list[Event] = []
         self.ignored = 0  # messages that matched nothing or hit an "ignore" cell
@@ -139,6 +152,18 @@ class CallTable:
 
     def next_timer(self) -> float | None:
         return min((c.next_tick_at for c in self._calls.values()), default=None)
+
+    def audio_codec(self, call_id: int) -> int | None:
+        """The codec to send on this call (§12.1 REC): Opus if both sides have it, otherwise
+        µ-law if both do, otherwise any shared one; None before the peer's list is known."""
+        call = self._calls.get(call_id)
+        if call is None:
+            return None
+        shared = set(self.codecs) & set(call.remote_codecs)
+        for preferred in (Codec.OPUS, Codec.ULAW):
+            if preferred in shared:
+                return int(preferred)
+        return min(shared, default=None)
 
     # ----------------------------------------------------------- local actions
     def dial(self, remote_sid: bytes, called_number: str, now: float) -> Call:
@@ -260,9 +285,9 @@ class CallTable:
             and msg.sender_session != 0
         ):
             return None
-        if (remote_sid, "remote", msg.sender_session) in self._deleted:
+        if (remote_sid, msg.sender_session) in self._deleted:  # a late copy of a gone call
             return None
-        if len(self._calls) >= 0xFFFE:
+        if len(self._calls) >= MAX_CALLS:
             return None
         call = self._new_call(remote_sid, msg.sender_session, is_caller=False, now=now)
         call.local_number = msg.called_number or ""
@@ -286,11 +311,11 @@ class CallTable:
         if not self.can_ring:  # step 1
             mine = CALLENDED
         if mine < RINGINGOUT and their < RINGINGOUT:  # step 2
-            codecs = tuple(msg.codecs or ())
-            call.remote_codecs = codecs
+            if msg.codecs is not None:
+                call.remote_codecs = tuple(msg.codecs)
             if msg.caller_number and not call.is_caller and not call.remote_number:
                 call.remote_number = msg.caller_number
-            if not set(codecs) & set(self.codecs):
+            if not set(call.remote_codecs) & set(self.codecs):
                 mine = CALLENDED
         if their == CALLENDED:  # step 3
             mine = CALLENDED
@@ -304,6 +329,8 @@ class CallTable:
                 mine = CALLENDED
         elif outcome is Outcome.RINGINGOUT_IF_CALLER:
             mine = RINGINGOUT if call.is_caller else CALLENDED
+        elif outcome is Outcome.INCALL:
+            mine = INCALL
         elif outcome is Outcome.ANSWERED:
             mine = INCALL
             play = True
@@ -367,6 +394,7 @@ class CallTable:
                 int(new_remote),
                 call.remote_sid,
                 call.remote_number,
+                call.remote_codecs,
             )
         )
 
@@ -395,7 +423,6 @@ class CallTable:
 
     def _delete(self, call: Call, now: float, *, timed_out: bool) -> None:
         del self._calls[call.call_id]
-        self._deleted[(call.remote_sid, "local", call.local_session)] = now
         if call.remote_session:
-            self._deleted[(call.remote_sid, "remote", call.remote_session)] = now
+            self._deleted[(call.remote_sid, call.remote_session)] = now
         self.events.append(CallEnded(call.call_id, call.remote_sid, timed_out))

@@ -68,6 +68,7 @@ class CallStateChanged(Event):
     remote_state: int
     remote_sid: bytes
     remote_number: str
+    remote_codecs: tuple[int, ...] = ()  # the peer's codec list, once its first message came
 
 
 @dataclass(frozen=True)

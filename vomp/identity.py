@@ -91,11 +91,20 @@ def load_keyring(path: str | os.PathLike[str]) -> list[KeyringEntry]:
     """Read a keyring file; a malformed line raises KeyringError naming file, line and fix."""
     path = Path(path)
     entries = []
+    first_line: dict[bytes, int] = {}
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         text = line.strip()
         if not text or text.startswith("#"):
             continue
-        entries.append(_parse_line(text, f"{path}:{number}"))
+        entry = _parse_line(text, f"{path}:{number}")
+        sid = entry.identity.sid
+        if sid in first_line:
+            raise KeyringError(
+                f"{path}:{number}: same identity as line {first_line[sid]}; fix: delete one of "
+                f"the two lines"
+            )
+        first_line[sid] = number
+        entries.append(entry)
     return entries
 
 

@@ -49,6 +49,14 @@ SERVICE_MODE = {
 }
 
 
+def mode_for(dst_port: int, *, broadcast: bool) -> MdpMode:
+    """The mode servald uses for a frame to `dst_port`: link-state in clear, broadcasts
+    signed, everything addressed to one SID boxed (SPEC §7)."""
+    if dst_port == PORT_LINKSTATE:
+        return MdpMode.CLEAR
+    return MdpMode.SIGNED if broadcast else MdpMode.BOX
+
+
 def mode_of(frame_flags: int) -> MdpMode:
     bits = frame_flags & (CIPHERED | SIGNED)
     if bits == CIPHERED:
@@ -74,7 +82,12 @@ def parse_content(content: bytes) -> MdpMessage:
     return MdpMessage(dst_port, src_port, reader.rest(), header_length)
 
 
+MAX_PORT = 0x7FFFFFFF  # dst_port << 1 must fit the 32-bit varint
+
+
 def encode_ports(dst_port: int, src_port: int) -> bytes:
+    if not (0 <= dst_port <= MAX_PORT and 0 <= src_port <= MAX_PORT):
+        raise ValueError(f"MDP ports are 0..{MAX_PORT}")
     if dst_port == src_port:
         return encode_varint(dst_port << 1 | 1)
     return encode_varint(dst_port << 1) + encode_varint(src_port)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 TICK_INTERVAL = 0.5  # s: broadcast tick and link-state to every neighbour (§9.1, §9.3 REC)
 ACK_SOON_DELAY = 0.05  # s: ack an ACK_SOON frame well within servald's ~100 ms wish (§9.4)
 NEIGHBOUR_EXPIRY = 12.0  # s: longer than servald's idle tick (5 s) so a quiet peer does not flap
+LINK_TIMEOUT = 2.5  # s: servald's reachable_timeout; silent longer, the link counts as down
 FRAME_WINDOW = 64  # frames remembered per sender for de-duplication (§9.2)
 ACK_MASK_BITS = 32
 
@@ -87,7 +88,6 @@ class Neighbour:
     broadcast_acks: PacketSeqAcks = field(default_factory=PacketSeqAcks)
     frames: FrameSeqWindow = field(default_factory=FrameSeqWindow)
     ack_due_at: float | None = None
-    keymap_requested_at: float | None = None
 
 
 class NeighbourTable:
@@ -128,6 +128,12 @@ class NeighbourTable:
         if neighbour is None:
             neighbour = Neighbour(sid, address, interface, now)
             self._by_sid[sid] = neighbour
+        elif now - neighbour.last_heard > LINK_TIMEOUT:
+            # The link went down: the peer may have restarted and renumbered (§9.2), so old
+            # frame seqs and packet seqs say nothing about the new ones.
+            neighbour.frames = FrameSeqWindow()
+            neighbour.unicast_acks = PacketSeqAcks()
+            neighbour.broadcast_acks = PacketSeqAcks()
         neighbour.address = address
         neighbour.interface = interface
         neighbour.last_heard = now

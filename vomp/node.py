@@ -115,6 +115,8 @@ class Node:
         self._seen_broadcast_ids: dict[tuple[bytes, bytes], float] = {}
         self._keymap_asked: dict[bytes, float] = {}
         self._pending_dials: list[_PendingDial] = []
+        # where each peer was last heard, kept after expiry so a final CALLENDED still goes out
+        self._last_address: dict[bytes, object] = {}
 
     # ================================================================ the sans-IO interface
     def receive(self, datagram: bytes, source_address: object, now: float) -> None:
@@ -125,6 +127,9 @@ class Node:
             self._receive(bytes(datagram), source_address, now)
         except (ParseError, crypto.CryptoFailure, ValueError) as exc:
             self._drop(type(exc).__name__)
+        except Exception as exc:  # a bug of ours must not let one datagram stop the handset
+            self.counters["internal_errors"] += 1
+            self._drop(f"internal_{type(exc).__name__}")
         self._flush_calls()
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, object]]:
@@ -206,6 +211,10 @@ class Node:
         self.calls.hang_up(call, now)
         self._flush_calls()
 
+    def audio_codec(self, call: int) -> int | None:
+        """The codec to send on `call`: Opus if both sides have it, else µ-law (§12.1 REC)."""
+        return self.calls.audio_codec(call)
+
     def send_audio(self, call: int, codec: int, payload: bytes, duration_ms: int) -> bool:
         """Queue one audio frame (opaque bytes); False if the call is not INCALL."""
         sent = self.calls.send_audio(call, codec, payload, duration_ms)
@@ -233,12 +242,17 @@ class Node:
             unicast=packet.unicast,
             now=now,
         )
+        self._last_address[packet.sender] = source
         if is_new:
             self._events.append(PeerFound(packet.sender, source))
         if self.book.sign_key(packet.sender) is None:
             self._request_sign_key(packet.sender, now)
         for frame in packet.frames:
-            self._receive_frame(frame, neighbour, source, now)
+            try:
+                self._receive_frame(frame, neighbour, source, now)
+            except (ParseError, crypto.CryptoFailure, ValueError) as exc:
+                # one bad frame costs only itself: the packet's other frames still count
+                self._drop(type(exc).__name__)
         if parsed.unknown_prefixes:
             self._ask_to_explain(parsed.unknown_prefixes, packet.sender, source)
 
@@ -321,6 +335,9 @@ class Node:
         elif message.dst_port == mdp.PORT_KEYMAP:
             self._receive_keymap(frame, mode, message.body, source)
         elif message.dst_port == mdp.PORT_DNA:
+            if mode is MdpMode.CLEAR:  # nothing proves who asks: do not answer (§11 REQ)
+                self._drop("dna_request_unsigned")
+                return
             self._receive_dna_request(frame, message, source)
         elif message.src_port == mdp.PORT_DNA and mode is MdpMode.BOX:
             self._receive_dna_reply(frame, message, now)
@@ -457,7 +474,7 @@ class Node:
 
     def _send_frame(self, sid: bytes, frame: Frame, *, fallback: object = None) -> None:
         neighbour = self.neighbours.get(sid)
-        address = neighbour.address if neighbour else fallback
+        address = neighbour.address if neighbour else self._last_address.get(sid, fallback)
         if address is None:
             self._drop("no_address_for_peer")
             return

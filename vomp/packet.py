@@ -354,10 +354,16 @@ def encode_packet(packet: Packet, *, mtu: int = MTU) -> bytes:
     """The datagram for `packet`; raises PacketTooLarge beyond the MTU."""
     if packet.encapsulation == ENCAP_SINGLE and len(packet.frames) > 1:
         raise ValueError("SINGLE encapsulation carries one frame")
-    sender = packet.sender_address.sid if packet.sender_address else packet.sender
+    sender = packet.sender
+    if sender is None and packet.sender_address is not None:
+        sender = packet.sender_address.sid
     out = bytearray(encode_header(packet))
     for frame in packet.frames:
-        if frame.flags & SENDER_SAME and frame.source not in (None, sender):
+        if (
+            frame.flags & SENDER_SAME
+            and None not in (frame.source, sender)
+            and frame.source != sender
+        ):
             raise ValueError("SENDER_SAME frame whose source is not the packet sender")
         out += encode_frame(frame, version=packet.version, encapsulation=packet.encapsulation)
     if len(out) > mtu:
