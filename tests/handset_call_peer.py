@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import resource
@@ -22,7 +23,7 @@ from firmware.handset_audio import HandsetAudio
 from firmware.transport import start
 from hw.audio import OUR_CODECS
 from hw.soundcard.devices import PcmSettings
-from hw.soundcard.engine import AudioEngine, EngineSettings
+from hw.soundcard.engine import AudioEngine, EngineSettings, become_realtime
 from vomp.events import AudioFrameReceived, CallEnded, CallStateChanged, DnaAnswer, PeerFound
 from vomp.identity import Identity
 from vomp.messages import CallState
@@ -36,6 +37,10 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+class _Done(Exception):
+    """talk_for's time is up."""
+
+
 class Handset:
     def __init__(self, protocol, audio: HandsetAudio, budget: float) -> None:
         self.protocol = protocol
@@ -46,12 +51,20 @@ class Handset:
         self.answer_calls = False
         self.final_stats: dict = {}
 
-    async def wait_for(self, predicate, what: str):
+    async def talk_for(self, seconds: float) -> None:
+        """Stay in the call for `seconds`, still handling events (the peer's audio)."""
+        until = self.loop.time() + seconds
+        with contextlib.suppress(_Done):
+            await self.wait_for(lambda e: False, "nothing", until=until)
+
+    async def wait_for(self, predicate, what: str, until: float | None = None):
         while True:
             for event in self.seen:
                 if predicate(event):
                     return event
-            remaining = self.deadline - self.loop.time()
+            if until is not None and self.loop.time() >= until:
+                raise _Done
+            remaining = min(self.deadline, until or self.deadline) - self.loop.time()
             if remaining <= 0:
                 raise TimeoutError(f"timed out waiting for {what}")
             try:
@@ -76,7 +89,10 @@ class Handset:
         if self.in_call(event) and self.audio.call != event.call:
             call = self.protocol.node.calls.get(event.call)
             self.audio.start_call(event.call, call.remote_codecs)
-        if isinstance(event, CallEnded):
+        ended = isinstance(event, CallEnded) or (
+            isinstance(event, CallStateChanged) and event.local_state > CallState.INCALL
+        )
+        if ended and self.audio.call is not None:
             self.final_stats = self.audio.end_call()
 
     def in_call(self, event) -> bool:
@@ -94,6 +110,9 @@ async def main(args: argparse.Namespace) -> dict:
     )
     engine = AudioEngine(EngineSettings(pcm=pcm))
     engine.start()
+    if args.realtime_priority:
+        # The call path is an audio path too: below the engine, above everything else.
+        become_realtime(args.realtime_priority)
     protocol = await start(node, interface=args.interface, port=args.port)
     audio = HandsetAudio(
         engine,
@@ -118,13 +137,15 @@ async def main(args: argparse.Namespace) -> dict:
             call = protocol.command(lambda n, now: n.dial(answer.sid, now))
             await handset.wait_for(handset.in_call, "the callee to answer")
             cpu_start, wall_start = cpu_seconds(), time.monotonic()
-            await asyncio.sleep(args.seconds)
+            await handset.talk_for(args.seconds)
+            handset.final_stats = audio.end_call()
             protocol.command(lambda n, now: n.hang_up(call, now))
             ended = await handset.wait_for(lambda e: isinstance(e, CallEnded), "the call to end")
         wall = time.monotonic() - wall_start
         result["cpu_percent"] = 100.0 * (cpu_seconds() - cpu_start) / wall
         result["call_seconds"] = wall
         result["timed_out"] = ended.timed_out
+        result["rounds"] = audio.rounds
         result["stats"] = handset.final_stats
         await asyncio.sleep(0.3)  # let the last status datagrams leave
     finally:
@@ -148,6 +169,7 @@ if __name__ == "__main__":
     parser.add_argument("--period-frames", type=int, default=160)
     parser.add_argument("--prefill", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=3.0, help="how long the caller talks")
+    parser.add_argument("--realtime-priority", type=int, default=60, help="0: normal")
     parser.add_argument("--budget", type=float, default=30.0)
     arguments = parser.parse_args()
     try:

@@ -129,7 +129,8 @@ def _settings_from_json(text: str) -> EngineSettings:
 # --- the engine process -----------------------------------------------------------------
 
 
-def _become_realtime(priority: int) -> bool:
+def become_realtime(priority: int) -> bool:
+    """SCHED_FIFO for the calling thread if permitted; otherwise say so and carry on."""
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
     except (PermissionError, OSError) as exc:
@@ -145,7 +146,7 @@ def run_engine_process(settings: EngineSettings, capture_w: int, playback_r: int
     import gc
 
     shared = SharedCounters(shm)
-    realtime = _become_realtime(settings.realtime_priority)
+    realtime = become_realtime(settings.realtime_priority)
     backend = load_backend(settings.backend)
     try:
         capture = backend.open_capture(settings.pcm)
