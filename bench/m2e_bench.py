@@ -26,6 +26,8 @@ from hw.audio.opus import OpusEncoder
 from hw.soundcard.devices import PcmSettings
 
 SECONDS = float(os.environ.get("M2E_SECONDS", "12"))
+PREFILL = int(os.environ.get("M2E_PREFILL", str(PcmSettings().playback_prefill_periods)))
+PERIOD_FRAMES = int(os.environ.get("M2E_PERIOD_FRAMES", str(PcmSettings().period_frames)))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -37,17 +39,21 @@ def main() -> int:
     if os.geteuid() != 0:
         print("# m2e_bench: needs root for network namespaces; skipped", file=sys.stderr)
         return 0
-    config, pcm = AudioConfig(), PcmSettings()
+    config = AudioConfig()
+    pcm = PcmSettings(period_frames=PERIOD_FRAMES, playback_prefill_periods=PREFILL)
     lookahead = OpusEncoder(config.opus).lookahead_ms
     floor = config.frame_ms + lookahead + pcm.playback_prefill_periods * pcm.period_ms
-    result = run_call(SECONDS)
+    result = run_call(SECONDS, period_frames=PERIOD_FRAMES, prefill=PREFILL)
     lags = result.lags_ms[2:]  # the first clicks meet a jitter buffer still settling
+    print(f"# lags ms: {' '.join(f'{x:.0f}' for x in result.lags_ms)}", file=sys.stderr)
     callee = result.callee["stats"]
     print(f"m2e_latency_ms_p50 {statistics.median(lags):.1f} ms")
     print(f"m2e_latency_ms_p95 {percentile(lags, 0.95):.1f} ms")
     print(f"m2e_floor_ms {floor:.1f} ms")
     print(f"m2e_clicks_heard {len(result.lags_ms)}/{result.clicks_sent} clicks")
     print(f"m2e_frame_ms {config.frame_ms} ms")
+    print(f"m2e_period_ms {pcm.period_ms:g} ms")
+    print(f"m2e_prefill_periods {pcm.playback_prefill_periods} periods")
     print(f"m2e_jitter_buffer_target_ms {callee['target_delay_ms']:.1f} ms")
     print(
         f"m2e_device_xruns {callee['device_xruns'] + result.caller['stats']['device_xruns']} xruns"

@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
 import resource
 import sys
@@ -30,11 +31,10 @@ from vomp.messages import CallState
 from vomp.node import Node
 
 
-def cpu_seconds() -> float:
-    """CPU of this handset: its own process and its engine process (a child)."""
+def cpu_seconds(engine: AudioEngine) -> tuple[float, float]:
+    """CPU of this handset: (its own process, its running engine process)."""
     own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return own.ru_utime + own.ru_stime, engine.process_cpu_seconds()
 
 
 class _Done(Exception):
@@ -128,7 +128,7 @@ async def main(args: argparse.Namespace) -> dict:
         if args.role == "callee":
             handset.answer_calls = True
             await handset.wait_for(handset.in_call, "INCALL")
-            cpu_start, wall_start = cpu_seconds(), time.monotonic()
+            cpu_start, wall_start = cpu_seconds(engine), time.monotonic()
             ended = await handset.wait_for(lambda e: isinstance(e, CallEnded), "the hang-up")
         else:
             await handset.wait_for(lambda e: isinstance(e, PeerFound), "a neighbour")
@@ -136,13 +136,16 @@ async def main(args: argparse.Namespace) -> dict:
             answer = await handset.wait_for(lambda e: isinstance(e, DnaAnswer), "a DNA answer")
             call = protocol.command(lambda n, now: n.dial(answer.sid, now))
             await handset.wait_for(handset.in_call, "the callee to answer")
-            cpu_start, wall_start = cpu_seconds(), time.monotonic()
+            cpu_start, wall_start = cpu_seconds(engine), time.monotonic()
             await handset.talk_for(args.seconds)
             handset.final_stats = audio.end_call()
             protocol.command(lambda n, now: n.hang_up(call, now))
             ended = await handset.wait_for(lambda e: isinstance(e, CallEnded), "the call to end")
         wall = time.monotonic() - wall_start
-        result["cpu_percent"] = 100.0 * (cpu_seconds() - cpu_start) / wall
+        cpu_end = cpu_seconds(engine)
+        result["cpu_percent_main"] = 100.0 * (cpu_end[0] - cpu_start[0]) / wall
+        result["cpu_percent_engine"] = 100.0 * (cpu_end[1] - cpu_start[1]) / wall
+        result["cpu_percent"] = result["cpu_percent_main"] + result["cpu_percent_engine"]
         result["call_seconds"] = wall
         result["timed_out"] = ended.timed_out
         result["rounds"] = audio.rounds
@@ -172,8 +175,17 @@ if __name__ == "__main__":
     parser.add_argument("--realtime-priority", type=int, default=60, help="0: normal")
     parser.add_argument("--budget", type=float, default=30.0)
     arguments = parser.parse_args()
+    profile_to = os.environ.get("HANDSET_PROFILE")  # a path prefix: where cProfile writes
     try:
-        print(json.dumps(asyncio.run(main(arguments))), flush=True)
+        if profile_to:
+            import cProfile
+
+            with cProfile.Profile() as profiler:
+                outcome = asyncio.run(main(arguments))
+            profiler.dump_stats(f"{profile_to}.{arguments.role}")
+        else:
+            outcome = asyncio.run(main(arguments))
+        print(json.dumps(outcome), flush=True)
     except TimeoutError as exc:
         print(json.dumps({"error": str(exc)}), flush=True)
         sys.exit(1)

@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from hw.soundcard.device_loop import DeviceCounters, DeviceLoop
 from hw.soundcard.devices import DeviceGoneError, DeviceMismatchError, PcmSettings, load_backend
@@ -319,6 +320,17 @@ class AudioEngine:
         stats.period_interval_last_us = live.period_interval_last_us
         stats.realtime = bool(live.realtime)
         return stats
+
+    def process_cpu_seconds(self) -> float:
+        """CPU time (user + system) of the running engine process, from /proc."""
+        proc = self._proc
+        if proc is None:
+            return 0.0
+        try:
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     # -- supervision
 
