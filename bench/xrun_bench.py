@@ -2,8 +2,8 @@
 
 The two-namespace call of m2e_bench, with one busy-looping process per CPU at normal priority
 for the whole call: the engines (SCHED_FIFO 70) and call paths (SCHED_FIFO 60) must still
-meet every period. XRUN_SECONDS sets the call length: 120 s by default to keep `make bench` short; the goal is
-stated for XRUN_SECONDS=600.
+meet every period. XRUN_SECONDS sets the call length: 120 s by default to keep `make bench`
+short; the goal is stated for XRUN_SECONDS=600.
 """
 
 from __future__ import annotations
