@@ -13,7 +13,7 @@ import os
 
 import pytest
 from two_handsets import run_call
-from virtual_audio import JackServer
+from virtual_audio import JackServer, realtime_permitted
 
 pytestmark = [
     pytest.mark.netns,
@@ -37,6 +37,6 @@ def test_speech_into_handset_a_is_heard_from_handset_b_over_udp_between_namespac
         assert stats["frames_sent"] > 100
         assert stats["device_reopens"] == 0
         assert stats["device_state"] == "running"
-        assert stats["device_realtime"] is True
+        assert stats["device_realtime"] is realtime_permitted()
     assert callee["stats"]["packets_received"] > 100
     assert caller["stats"]["packets_received"] > 100  # B's (silent) microphone came back too

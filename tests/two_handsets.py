@@ -158,7 +158,7 @@ def _result(process: subprocess.Popen[bytes], timeout: float) -> dict:
 def run_call(seconds: float, *, period_frames: int = 160, prefill: int = 2) -> CallResult:
     """Place one call A -> B with a click train into A's microphone for `seconds`."""
     tag = f"hs{os.getpid()}r{random.randrange(1000)}"
-    server = JackServer(tag)
+    server = JackServer()
     with tempfile.TemporaryDirectory() as tmp, bridged_namespaces() as (ns_a, ns_b):
         conf = Path(tmp) / "jack.conf"
         conf.write_text(bench_conf(tag))

@@ -78,15 +78,35 @@ pcm.{pcm} {{
 """
 
 
-class JackServer:
-    """A jackd with the dummy driver under a unique server name; start() and stop()."""
+SERVER_NAMES = [f"handset-bench-{i}" for i in range(4)]
+"""JACK keeps its servers in a shared-memory registry of only 8 slots and frees a slot on a
+clean shutdown only; a slot left by a killed jackd is reused only by a server of the same
+name. So servers here take a name from this small pool instead of a fresh one each time."""
 
-    def __init__(self, name: str, rate: int = 48000, period: int = 240) -> None:
-        self.name = name
+
+def free_server_name() -> str:
+    """The first pool name no running jackd uses."""
+    for name in SERVER_NAMES:
+        check = subprocess.run(
+            ["jack_wait", "-c", "-s", name],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "JACK_NO_START_SERVER": "1"},
+        )
+        if "not running" in check.stdout:
+            return name
+    raise RuntimeError(f"every JACK server name in {SERVER_NAMES} is in use")
+
+
+class JackServer:
+    """A jackd with the dummy driver under a pool name; start() and stop()."""
+
+    def __init__(self, name: str | None = None, rate: int = 48000, period: int = 240) -> None:
+        self.name = name or free_server_name()
         self.rate = rate
         self.period = period
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log = Path(f"/tmp/jackd-{name}.log")
+        self.log = Path(f"/tmp/jackd-{self.name}.log")
 
     @staticmethod
     def available() -> bool:
@@ -98,7 +118,7 @@ class JackServer:
 
     def start(self) -> None:
         env = {**os.environ, **self.env()}
-        with open(self.log, "ab") as log:
+        with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
                 [
                     "jackd",
@@ -287,3 +307,12 @@ def click_lags(reference, received, rate: int, max_lag_s: float = 0.5) -> list[f
         if later:
             lags.append(1000.0 * (later[0] - tx) / rate)
     return lags
+
+
+def realtime_permitted() -> bool:
+    """Whether this machine lets us use SCHED_FIFO (root in a container may not)."""
+    import subprocess
+    import sys
+
+    probe = "import os; os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))"
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
