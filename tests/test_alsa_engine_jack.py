@@ -7,6 +7,7 @@ Each test runs for a few seconds; speeds are measured in bench/, not asserted he
 
 from __future__ import annotations
 
+import asyncio
 import os
 import select
 import subprocess
@@ -25,10 +26,12 @@ from virtual_audio import (
     click_lags,
     click_train,
     jack_pcm_conf,
+    power_at,
     realtime_permitted,
     wait_until,
 )
 
+from firmware.handset_audio import HandsetAudio
 from hw.soundcard.devices import PcmSettings
 from hw.soundcard.engine import AudioEngine, EngineSettings
 
@@ -190,3 +193,41 @@ def test_a_device_at_the_wrong_rate_fails_once_with_a_clear_error(jack):
     assert "rate 48000 instead of 16000" in stats.error
     assert "plughw" in stats.error
     assert stats.reopens == 0
+
+
+def tones_heard(samples, block: int = 1600) -> list[str]:
+    """Per 100 ms block of the recording: "dial", "key5" or "" (silence or other)."""
+    names = []
+    for start in range(0, len(samples) - block, block):
+        chunk = samples[start : start + block]
+        powers = {f: power_at(chunk, f) for f in (350, 440, 770, 1336, 1000)}
+        loud = {f for f, p in powers.items() if p > 1e5}
+        names.append(
+            {frozenset({350, 440}): "dial", frozenset({770, 1336}): "key5"}.get(frozenset(loud), "")
+        )
+    return names
+
+
+def test_handset_tones_come_out_of_the_playback_device(jack):
+    player, recorder = start_instruments(bytes(3200))
+
+    async def handset() -> None:
+        with AudioEngine(engine_settings()) as engine:
+            audio = HandsetAudio(engine, send=lambda *frame: None)
+            loop = asyncio.get_running_loop()
+            audio.attach(loop)
+            while engine.stats().state != "running":
+                await asyncio.sleep(0.05)
+            audio.play_tone("dial")
+            await asyncio.sleep(1.0)
+            audio.play_tone(None)
+            await asyncio.sleep(0.3)
+            audio.key_pressed("5")
+            await asyncio.sleep(0.5)
+            audio.detach(loop)
+
+    asyncio.run(asyncio.wait_for(handset(), 20))
+    stop(player, recorder)
+    heard = tones_heard(array("h", recorder.data)[1::2])
+    assert heard.count("dial") >= 7  # ~1 s of dial tone, whole 100 ms blocks of it
+    assert "key5" in heard[heard.index("dial") :]  # then the keypad beep for "5"

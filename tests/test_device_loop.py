@@ -178,3 +178,16 @@ def test_fake_card_at_another_rate_is_a_mismatch():
 def test_settings_outside_the_latency_rules_are_refused(changes, message):
     with pytest.raises(ValueError, match=message):
         PcmSettings(**changes)
+
+
+def test_engine_runs_on_the_fake_backend_as_a_silent_card_that_keeps_time():
+    from virtual_audio import wait_until
+
+    from hw.soundcard.engine import AudioEngine, EngineSettings
+
+    with AudioEngine(EngineSettings(pcm=SETTINGS, backend="fake")) as engine:
+        assert wait_until(lambda: engine.stats().periods >= 10, 10)
+        captured = engine.read_capture()
+        stats = engine.stats()
+    assert captured and not any(captured)  # whole periods of silence
+    assert stats.state == "running" and stats.reopens == 0

@@ -316,3 +316,14 @@ def realtime_permitted() -> bool:
 
     probe = "import os; os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))"
     return subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
+
+
+def power_at(samples, freq: float, rate: int = 16000) -> float:
+    """Goertzel: the energy of `samples` (ints) at `freq`, normalised by length."""
+    import math
+
+    coeff = 2 * math.cos(2 * math.pi * freq / rate)
+    s1 = s2 = 0.0
+    for x in samples:
+        s1, s2 = x + coeff * s1 - s2, s1
+    return (s1 * s1 + s2 * s2 - coeff * s1 * s2) / len(samples) ** 2

@@ -6,6 +6,7 @@ the real-device tests (ALSA file/null plugins, jackd) then prove the same code a
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -22,6 +23,9 @@ class FakeCard:
     capture_faults: dict[int, str] = field(default_factory=dict)
     playback_faults: dict[int, str] = field(default_factory=dict)
     granted_rate: int | None = None
+    paced: bool = False
+    """Sleep out each period on capture, like a card's clock (for the engine process; scripted
+    unit tests leave it off and run as fast as they like)."""
     opens: int = 0
     failing_opens: int = 0
     reads: int = 0
@@ -33,8 +37,13 @@ class FakeCapture:
         self._card = card
         self.period_frames = settings.period_frames
         self._silence = bytes(settings.period_bytes)
+        self._period_s = settings.period_frames / settings.rate
+        self._next_period_at = time.monotonic() + self._period_s
 
     def read(self) -> bytes | Xrun:
+        if self._card.paced:
+            time.sleep(max(0.0, self._next_period_at - time.monotonic()))
+            self._next_period_at += self._period_s
         index = self._card.reads
         self._card.reads += 1
         fault = self._card.capture_faults.get(index)
@@ -69,8 +78,11 @@ class FakePlayback:
 
 
 class FakeBackend:
+    """Loaded by name (HANDSET_AUDIO_BACKEND=fake, e.g. `make run` on a machine with no sound
+    card) it is a silent card that keeps time; given a FakeCard, it plays that card's script."""
+
     def __init__(self, card: FakeCard | None = None) -> None:
-        self.card = card or FakeCard()
+        self.card = card or FakeCard(paced=True)
 
     def _open_check(self, settings: PcmSettings) -> None:
         self.card.opens += 1
