@@ -45,6 +45,9 @@ F_SETPIPE_SZ = 1031
 _FIELDS = DeviceCounters.names()
 _LAYOUT = struct.Struct(f"<q{len(_FIELDS)}q")  # sequence number, then the counters
 SHM_SIZE = mmap.PAGESIZE
+SUPERVISOR_TICK_S = 0.1
+"""How often the supervisor looks at the engine: often enough to catch a stall well within
+stall_timeout_s, rarely enough to cost nothing next to the call path."""
 
 
 @dataclass(frozen=True)
@@ -401,7 +404,7 @@ class AudioEngine:
     def _supervise(self) -> None:
         backoff_first, backoff_max = self.settings.reopen_backoff_s
         backoff = backoff_first
-        while not self._stopping.wait(0.02):
+        while not self._stopping.wait(SUPERVISOR_TICK_S):
             proc = self._proc
             assert proc is not None
             self._drain_stderr()
