@@ -35,6 +35,12 @@ def main() -> int:
     a, b = result.caller["stats"], result.callee["stats"]
     print(f"loaded_call_seconds {result.caller['call_seconds']:.0f} s")
     print(f"loaded_call_xruns {a['device_xruns'] + b['device_xruns']} xruns")
+    print(
+        f"# xruns: caller capture {a['device_capture_xruns']} playback "
+        f"{a['device_playback_xruns']}, callee capture {b['device_capture_xruns']} playback "
+        f"{b['device_playback_xruns']}",
+        file=sys.stderr,
+    )
     print(f"loaded_call_late_periods {a['device_period_late'] + b['device_period_late']} periods")
     print(
         f"loaded_call_max_period_interval_ms "
