@@ -6,6 +6,13 @@ hold the sound card up. So the loop wakes when the engine process has captured a
 send what is complete, then hand the engine the same duration of playback — decoded call
 audio pulled from the jitter buffer, or a tone, or silence. Received VoMP audio only goes
 into the jitter buffer. Nothing here waits; the engine absorbs a late round (see DeviceLoop).
+
+When the sound card was gone for a while (the engine reopened it), the call's media clocks
+must jump the gap with the wall clock, or every frame after it is late by the outage for the
+rest of the call. Sending the gap as a burst of silent frames would arrive late all at once
+and blow up the far jitter buffer; instead one silent frame goes out whose duration covers
+the gap (VoMP's media time advances by it; the far end conceals the hole), and the same span
+of received audio is played out into nothing.
 """
 
 from __future__ import annotations
@@ -36,6 +43,9 @@ class HandsetAudio:
         self._tone: ToneSource | None = None
         self._keypad: ToneSource | None = None
         self.rounds = 0
+        self.gaps_bridged_ms = 0.0
+        self._reopens_seen = engine.reopens
+        self._last_round_at: float | None = None
 
     # -- life cycle
 
@@ -87,11 +97,17 @@ class HandsetAudio:
         if not captured:
             return
         self.rounds += 1
+        now = self._clock()
         call_audio = self.call_audio
+        if self.engine.reopens != self._reopens_seen:
+            self._reopens_seen = self.engine.reopens
+            if call_audio is not None and self._last_round_at is not None:
+                self._bridge_gap(call_audio, now - self._last_round_at, len(captured), now)
+        self._last_round_at = now
         if call_audio is not None:
             for out in call_audio.capture(captured):
                 self._send(self.call, out.codec, out.payload, out.duration_ms)
-            pcm = call_audio.playback(len(captured) // 2, self._clock())
+            pcm = call_audio.playback(len(captured) // 2, now)
         elif self._tone is not None:
             pcm = self._tone.read(len(captured))
         else:
@@ -102,9 +118,23 @@ class HandsetAudio:
                 self._keypad = None
         self.engine.write_playback(pcm)
 
+    def _bridge_gap(self, call_audio: CallAudio, since_s: float, nbytes: int, now: float) -> None:
+        """Move both media clocks across a device outage of `since_s` (less what just came)."""
+        frame_ms = call_audio.config.frame_ms
+        skip_ms = int(1000 * since_s - 500 * nbytes / self._rate) // frame_ms * frame_ms
+        if skip_ms <= 0:
+            return
+        outgoing = call_audio.capture(bytes(2 * self._rate * frame_ms // 1000))
+        for i, out in enumerate(outgoing):
+            extra = skip_ms if i == len(outgoing) - 1 else 0
+            self._send(self.call, out.codec, out.payload, out.duration_ms + extra)
+        call_audio.playback(skip_ms * self._rate // 1000, now)
+        self.gaps_bridged_ms += skip_ms
+
     def stats(self) -> dict[str, object]:
         """Call-path and device statistics in one flat dict for the diagnostics shell."""
         merged: dict[str, object] = dict(self.engine.stats().as_dict())
         if self.call_audio is not None:
             merged.update(self.call_audio.stats.as_dict())
+        merged["device_gaps_bridged_ms"] = round(self.gaps_bridged_ms)
         return merged

@@ -17,6 +17,7 @@ import json
 import os
 import random
 import resource
+import signal
 import sys
 import time
 
@@ -137,7 +138,13 @@ async def main(args: argparse.Namespace) -> dict:
             call = protocol.command(lambda n, now: n.dial(answer.sid, now))
             await handset.wait_for(handset.in_call, "the callee to answer")
             cpu_start, wall_start = cpu_seconds(engine), time.monotonic()
-            await handset.talk_for(args.seconds)
+            if args.kill_engine_after:
+                # The sound card's process dies mid-call (a crash, or a driver hang cut short).
+                await handset.talk_for(args.kill_engine_after)
+                os.kill(engine._proc.pid, signal.SIGKILL)
+                await handset.talk_for(args.seconds - args.kill_engine_after)
+            else:
+                await handset.talk_for(args.seconds)
             handset.final_stats = audio.end_call()
             protocol.command(lambda n, now: n.hang_up(call, now))
             ended = await handset.wait_for(lambda e: isinstance(e, CallEnded), "the call to end")
@@ -173,6 +180,9 @@ if __name__ == "__main__":
     parser.add_argument("--prefill", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=3.0, help="how long the caller talks")
     parser.add_argument("--realtime-priority", type=int, default=60, help="0: normal")
+    parser.add_argument(
+        "--kill-engine-after", type=float, default=0.0, help="seconds into the call"
+    )
     parser.add_argument("--budget", type=float, default=30.0)
     arguments = parser.parse_args()
     profile_to = os.environ.get("HANDSET_PROFILE")  # a path prefix: where cProfile writes

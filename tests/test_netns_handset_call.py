@@ -40,3 +40,16 @@ def test_speech_into_handset_a_is_heard_from_handset_b_over_udp_between_namespac
         assert stats["device_realtime"] is realtime_permitted()
     assert callee["stats"]["packets_received"] > 100
     assert caller["stats"]["packets_received"] > 100  # B's (silent) microphone came back too
+
+
+def test_the_call_survives_its_sound_card_process_dying_and_audio_comes_back():
+    result = run_call(5.0, kill_engine_after=2.0)
+    caller = result.caller
+    assert caller["timed_out"] is False
+    assert caller["stats"]["device_reopens"] >= 1  # a fresh engine process took over
+    assert caller["stats"]["device_state"] == "running"
+    # Clicks were heard before the engine died and again after the new one was up
+    # (the kill comes about 2 s after the first click was heard).
+    start = result.call_started_s
+    assert any(at < start + 1.8 for at in result.heard_at_s)
+    assert sum(at > start + 3.0 for at in result.heard_at_s) >= 4, result.heard_at_s

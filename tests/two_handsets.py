@@ -27,7 +27,7 @@ from virtual_audio import (
     PcmPlayer,
     PcmRecorder,
     alsa_config_path,
-    click_lags,
+    click_arrivals,
     click_train,
     jack_pcm_conf,
 )
@@ -100,6 +100,10 @@ class CallResult:
     callee: dict
     lags_ms: list[float]
     clicks_sent: int
+    heard_at_s: list[float]
+    """When (in the recording) each heard click was played into A."""
+    call_started_s: float
+    """When (in the recording) the caller's call began, roughly: its first heard click."""
 
 
 def _peer(
@@ -155,7 +159,9 @@ def _result(process: subprocess.Popen[bytes], timeout: float) -> dict:
     return result
 
 
-def run_call(seconds: float, *, period_frames: int = 160, prefill: int = 2) -> CallResult:
+def run_call(
+    seconds: float, *, period_frames: int = 160, prefill: int = 2, kill_engine_after: float = 0.0
+) -> CallResult:
     """Place one call A -> B with a click train into A's microphone for `seconds`."""
     tag = f"hs{os.getpid()}r{random.randrange(1000)}"
     server = JackServer()
@@ -187,7 +193,15 @@ def run_call(seconds: float, *, period_frames: int = 160, prefill: int = 2) -> C
                 "5553001",
                 "hacap",
                 "haplay",
-                [*extra, "--call", "5553002", "--seconds", str(seconds)],
+                [
+                    *extra,
+                    "--call",
+                    "5553002",
+                    "--seconds",
+                    str(seconds),
+                    "--kill-engine-after",
+                    str(kill_engine_after),
+                ],
             )
             caller_result = _result(caller, seconds + 60)
             callee_result = _result(callee, 30)
@@ -203,5 +217,12 @@ def run_call(seconds: float, *, period_frames: int = 160, prefill: int = 2) -> C
                 else:
                     os.environ[key] = value
     channels = array("h", recorder.data)
-    lags = click_lags(channels[0::2], channels[1::2], RATE, max_lag_s=0.8 * CLICK_EVERY_S)
-    return CallResult(caller_result, callee_result, lags, int(seconds / CLICK_EVERY_S))
+    heard = click_arrivals(channels[0::2], channels[1::2], RATE, max_lag_s=0.8 * CLICK_EVERY_S)
+    return CallResult(
+        caller_result,
+        callee_result,
+        [lag for _, lag in heard],
+        int(seconds / CLICK_EVERY_S),
+        [at for at, _ in heard],
+        heard[0][0] if heard else 0.0,
+    )

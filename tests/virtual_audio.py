@@ -298,15 +298,20 @@ def onsets(samples, threshold: int = 4000, hold: int = 400) -> list[int]:
     return found
 
 
-def click_lags(reference, received, rate: int, max_lag_s: float = 0.5) -> list[float]:
-    """For each click in `reference`, the delay in ms until it shows in `received`."""
+def click_arrivals(reference, received, rate: int, max_lag_s: float = 0.5):
+    """For each click in `reference` heard in `received`: (when it was sent in s, delay in ms)."""
     rx = onsets(received)
-    lags = []
+    arrivals = []
     for tx in onsets(reference):
         later = [r for r in rx if tx <= r <= tx + max_lag_s * rate]
         if later:
-            lags.append(1000.0 * (later[0] - tx) / rate)
-    return lags
+            arrivals.append((tx / rate, 1000.0 * (later[0] - tx) / rate))
+    return arrivals
+
+
+def click_lags(reference, received, rate: int, max_lag_s: float = 0.5) -> list[float]:
+    """For each click in `reference`, the delay in ms until it shows in `received`."""
+    return [lag for _, lag in click_arrivals(reference, received, rate, max_lag_s)]
 
 
 def realtime_permitted() -> bool:

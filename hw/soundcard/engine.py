@@ -303,6 +303,11 @@ class AudioEngine:
 
     # -- statistics
 
+    @property
+    def reopens(self) -> int:
+        """How many times a fresh engine process took over (cheap: read on every round)."""
+        return self._stats.reopens
+
     def stats(self) -> EngineStats:
         with self._lock:
             live = self._shared.read() if self._proc else DeviceCounters()
