@@ -63,7 +63,7 @@ def find_delay(ref: np.ndarray, out: np.ndarray, at: int) -> int:
     return int(np.argmax(corr[: len(window) - n + 1]))
 
 
-def score(make, clips, condition, bytes_out: list[float]) -> float:
+def score(make, clips, condition, bytes_out: list[float], delays: list[float]) -> float:
     """Mean PESQ-WB over the sentences of a call that reads them all, once per seed.
 
     One long call rather than one call per sentence: the jitter buffer settles once per call,
@@ -82,6 +82,7 @@ def score(make, clips, condition, bytes_out: list[float]) -> float:
         link = Link(loss=CONDITIONS[condition](seed), transit_ms=5.0, seed=seed)
         out = np.frombuffer(run_one_way(sender, receiver, speech.tobytes(), link), dtype="<i2")
         bytes_out.append(sender.stats.bytes_sent / max(1, sender.stats.frames_sent))
+        delays.append(receiver.stats.playout_delay_ms)
         for clip, start in zip(clips, starts, strict=True):
             begin = start + find_delay(clip, out, start)
             scores.append(pesq(RATE, clip, out[begin : begin + len(clip)], "wb"))
@@ -98,8 +99,10 @@ def main() -> None:
     for condition in args.only or CONDITIONS:
         for prefix, make in (("", ours), ("ref_", reference)):
             sizes: list[float] = []
-            value = score(make, clips, condition, sizes)
+            delays: list[float] = []
+            value = score(make, clips, condition, sizes, delays)
             print(f"{prefix}pesq_wb_{condition} {value:.2f} MOS-LQO", flush=True)
+            print(f"{prefix}jb_delay_ms_{condition} {np.mean(delays):.0f} ms", flush=True)
             if condition == "clean":
                 print(f"{prefix}bytes_per_packet {np.mean(sizes):.1f} bytes", flush=True)
 

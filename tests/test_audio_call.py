@@ -129,3 +129,16 @@ def test_a_peer_sending_40ms_opus_frames_is_played_in_full():
     out = b"".join(receiver.playback(320, 0.05 + n * 0.02) for n in range(48))
     assert receiver.stats.frames_played >= 23 and receiver.stats.lost == 0
     assert len(out) == 48 * 640
+
+
+@pytest.mark.parametrize("ppm", [-1500, 1500])
+def test_sound_card_drift_is_absorbed_in_the_pauses(ppm):
+    talk = voiced(1.0)
+    pause = np.zeros(8000, dtype="<i2")
+    speech = np.concatenate([talk, pause] * 20)  # 30 s: 45 ms of drift if nothing corrected it
+    sender, receiver = CallAudio(OPUS_REDUNDANT), CallAudio(OPUS_REDUNDANT)
+    run_one_way(sender, receiver, speech.tobytes(), Link(), receiver_clock_ppm=ppm)
+    s = receiver.stats
+    assert s.playout_delay_ms <= 25
+    assert (s.dropped if ppm < 0 else s.stretched) >= 2
+    assert s.lost == 0
