@@ -142,3 +142,8 @@ def test_sound_card_drift_is_absorbed_in_the_pauses(ppm):
     assert s.playout_delay_ms <= 25
     assert (s.dropped if ppm < 0 else s.stretched) >= 2
     assert s.lost == 0
+
+
+def test_algorithmic_delay_is_a_frame_plus_the_codec_lookahead():
+    assert CallAudio(OPUS).algorithmic_delay_ms == pytest.approx(26.5)
+    assert CallAudio(MULAW).algorithmic_delay_ms == pytest.approx(22.9375)

@@ -187,12 +187,19 @@ class CallAudio:
             return self._mulaw_decoder.conceal(samples)
         return self._opus_decoder.conceal(samples)
 
+    @property
+    def algorithmic_delay_ms(self) -> float:
+        """Delay no implementation of this codec setting can avoid: one frame + lookahead.
+
+        (µ-law's "lookahead" is the two resampling filters, 47 taps each at 16 kHz.)
+        """
+        if self.send_codec == codecs.MULAW:
+            return self.config.frame_ms + 2 * 23.5 * 1000 / self.config.sample_rate
+        return self.config.frame_ms + self._opus_encoder.lookahead_ms
+
     def _update_delay_estimate(self) -> None:
-        cfg = self.config
-        lookahead = 0.0 if self.send_codec == codecs.MULAW else self._opus_encoder.lookahead_ms
         self.stats.end_to_end_delay_ms = (
-            cfg.frame_ms
-            + lookahead
+            self.algorithmic_delay_ms
             + self.network_delay_ms
             + self.stats.playout_delay_ms
             + self.device_latency_ms
