@@ -3,6 +3,8 @@
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hw.audio.jitter import Action, EncodedFrame, JitterBuffer, JitterSettings
 
@@ -10,7 +12,8 @@ F = 20  # ms per frame
 
 
 def frame(t: int, *, redundant: bool = False, fec: bool = True) -> EncodedFrame:
-    return EncodedFrame(7, t.to_bytes(4, "big"), F, redundant=redundant, may_carry_fec=fec)
+    data = t.to_bytes(4, "big", signed=True)
+    return EncodedFrame(7, data, F, redundant=redundant, may_carry_fec=fec)
 
 
 def steady() -> JitterBuffer:
@@ -19,7 +22,7 @@ def steady() -> JitterBuffer:
 
 
 def played(p) -> int | None:
-    return int.from_bytes(p.frame.data, "big") if p.action is Action.PLAY else None
+    return int.from_bytes(p.frame.data, "big", signed=True) if p.action is Action.PLAY else None
 
 
 class Call:
@@ -187,3 +190,35 @@ def test_delay_is_capped():
     jb.put(0, frame(0), 0.0)
     actions = [jb.pull(i * 0.02).action for i in range(30)]
     assert actions.count(Action.STRETCH) <= 100 // F + 1
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(-5, 400),  # media slot (negative and far ones included)
+            st.floats(0, 5),  # arrival, seconds
+            st.booleans(),  # redundant copy
+            st.booleans(),  # may carry FEC
+        ),
+        max_size=120,
+    ),
+    st.lists(st.floats(0, 5), max_size=120),
+    st.lists(st.booleans(), max_size=120),
+)
+def test_any_arrival_pattern_keeps_the_books_and_the_order(arrivals, pulls, quiet):
+    jb = JitterBuffer()
+    events = [(at, 0, slot, red, fec) for slot, at, red, fec in arrivals]
+    events += [(at, 1, i, False, False) for i, at in enumerate(pulls)]
+    last_time = None
+    for at, kind, n, red, fec in sorted(events):
+        if kind == 0:
+            jb.put(n * F, frame(n * F, redundant=red, fec=fec), at)
+            continue
+        p = jb.pull(at, quiet=quiet[n] if n < len(quiet) else False)
+        assert p.duration_ms > 0
+        if p.media_time_ms is not None:
+            if last_time is not None and jb.stats.resyncs == 0:
+                assert p.media_time_ms > last_time
+            last_time = p.media_time_ms
+    s = jb.stats
+    assert s.lost == s.recovered_fec + s.recovered_redundancy + s.concealed
