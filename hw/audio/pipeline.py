@@ -155,7 +155,13 @@ class CallAudio:
         want = 2 * samples
         while len(self._played) < want:
             quiet = self._quiet_run >= self.config.quiet_frames
-            pcm = self._render(self.jitter_buffer.pull(now, quiet=quiet))
+            playout = self.jitter_buffer.pull(now, quiet=quiet)
+            if playout.action is Action.SILENCE:
+                # Before the first frame, fill only this period: a whole frame of silence queued
+                # ahead would delay the call's first frame, and with it every later one.
+                self._played += bytes(want - len(self._played))
+                break
+            pcm = self._render(playout)
             level = np.sqrt(np.mean(np.frombuffer(pcm, dtype="<i2").astype(np.float64) ** 2))
             self._quiet_run = self._quiet_run + 1 if level < self.config.quiet_rms else 0
             self._played += pcm
