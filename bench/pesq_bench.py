@@ -16,17 +16,19 @@ import numpy as np
 from pesq import pesq
 
 from hw.audio import codecs
-from hw.audio.netsim import GilbertLoss, Link, NoLoss, RandomLoss, run_one_way
+from hw.audio.netsim import GilbertLoss, Link, RandomLoss, run_one_way
 from hw.audio.opus import OpusSettings
 from hw.audio.pipeline import AudioConfig, CallAudio
 
 RATE = 16000
 SEEDS = (1, 2, 3, 4)
 CONDITIONS = {
-    "clean": lambda seed: NoLoss(),
-    "random10": lambda seed: RandomLoss(0.10, seed),
-    "random20": lambda seed: RandomLoss(0.20, seed),
-    "burst10": lambda seed: GilbertLoss(0.10, 3.0, seed),
+    "clean": lambda seed: Link(seed=seed),
+    "random10": lambda seed: Link(loss=RandomLoss(0.10, seed), seed=seed),
+    "random20": lambda seed: Link(loss=RandomLoss(0.20, seed), seed=seed),
+    "burst10": lambda seed: Link(loss=GilbertLoss(0.10, 3.0, seed), seed=seed),
+    # Not a goal of the issue: how the adaptive buffer copes with 0..40 ms of jitter, no loss.
+    "jitter40": lambda seed: Link(jitter_ms=40.0, seed=seed),
 }
 
 
@@ -79,7 +81,7 @@ def score(make, clips, condition, bytes_out: list[float], delays: list[float]) -
     for seed in SEEDS:
         codec, config = make()
         sender, receiver = CallAudio(codec, config), CallAudio(codec, config)
-        link = Link(loss=CONDITIONS[condition](seed), transit_ms=5.0, seed=seed)
+        link = CONDITIONS[condition](seed)
         out = np.frombuffer(run_one_way(sender, receiver, speech.tobytes(), link), dtype="<i2")
         bytes_out.append(sender.stats.bytes_sent / max(1, sender.stats.frames_sent))
         delays.append(receiver.stats.playout_delay_ms)

@@ -95,7 +95,8 @@ class JitterBuffer:
         self._transits: deque[float] = deque()
         self._sorted_transits: list[float] = []
         self._last_transit: float | None = None
-        self._recent_losses: deque[bool] = deque(maxlen=self.settings.loss_window)
+        self._slots = 0  # media slots played or lost so far
+        self._lost_slots: deque[tuple[int, int]] = deque()  # (slot number, media time) of losses
         self._last_shrink_ms = -1e18
         self._frame_ms = self.settings.frame_ms
 
@@ -110,7 +111,8 @@ class JitterBuffer:
             self._resync()
         held = self._frames.get(media_time_ms)
         if not frame.redundant:
-            if media_time_ms in self._played or (held is not None and not held.redundant):
+            played_own = media_time_ms in self._played and not self._was_lost(media_time_ms)
+            if played_own or (held is not None and not held.redundant):
                 s.duplicate += 1
                 return
             self._note_transit(now_ms - media_time_ms)
@@ -118,6 +120,7 @@ class JitterBuffer:
         if self._next is not None and media_time_ms < self._next:
             if not frame.redundant:
                 s.late += 1
+                self._forget_loss(media_time_ms)
             return
         if held is None or (held.redundant and not frame.redundant):
             self._frames[media_time_ms] = frame
@@ -165,7 +168,28 @@ class JitterBuffer:
 
     def _losing(self) -> bool:
         """Whether copies are worth waiting for: packets were lost lately."""
-        return any(self._recent_losses)
+        return bool(self._recent_lost_slots())
+
+    def _recent_lost_slots(self) -> deque[tuple[int, int]]:
+        oldest = self._slots - self.settings.loss_window
+        while self._lost_slots and self._lost_slots[0][0] <= oldest:
+            self._lost_slots.popleft()
+        return self._lost_slots
+
+    def _note_slot(self, media_time_ms: int, lost: bool) -> None:
+        if lost:
+            self._lost_slots.append((self._slots, media_time_ms))
+        self._slots += 1
+
+    def _was_lost(self, media_time_ms: int) -> bool:
+        return any(t == media_time_ms for _, t in self._lost_slots)
+
+    def _forget_loss(self, media_time_ms: int) -> None:
+        """A packet came after its slot: that was jitter (the quantile's job), not loss."""
+        for entry in self._lost_slots:
+            if entry[1] == media_time_ms:
+                self._lost_slots.remove(entry)
+                return
 
     def _should_shrink(self, now_ms: float, surplus: float, quiet: bool) -> bool:
         if surplus >= self.settings.force_shrink_ms:
@@ -223,7 +247,7 @@ class JitterBuffer:
         assert self._next is not None
         t = self._next
         self._consume(t, frame)
-        self._recent_losses.append(frame.redundant)
+        self._note_slot(t, frame.redundant)
         if frame.redundant:
             self.stats.lost += 1
             self.stats.recovered_redundancy += 1
@@ -236,7 +260,7 @@ class JitterBuffer:
         t = self._next
         gap = self._frame_ms if next_time is None else min(self._frame_ms, next_time - t)
         self._next = t + gap
-        self._recent_losses.append(True)
+        self._note_slot(t, True)
         self.stats.lost += 1
         following = self._frames.get(self._next)
         if following is not None and following.may_carry_fec and gap == self._frame_ms:
@@ -248,8 +272,8 @@ class JitterBuffer:
     @property
     def recent_loss_fraction(self) -> float:
         """Share of the last `loss_window` slots whose own packet was missing."""
-        n = len(self._recent_losses)
-        return sum(self._recent_losses) / n if n else 0.0
+        slots = min(self._slots, self.settings.loss_window)
+        return len(self._recent_lost_slots()) / slots if slots else 0.0
 
     def _update_gauges(self, now_ms: float) -> None:
         assert self._next is not None
