@@ -25,7 +25,9 @@ Codecs (VoMP numbers, `hw.audio.codecs`): 0x70 OPUS_REDUNDANT (ours, between our
 7 OPUS and 2 MULAW (with servald). Always 20 ms per VoMP frame: VoMP's time field counts 20 ms
 units (a second frame with the same time is dropped as a duplicate, SPEC §12.6), and one packet
 per 20 ms is the packet rate the mesh pays for. 10 ms frames would cut 10 ms of delay only by
-sending 100 packets/s; packed two per packet they save nothing, so we do not use them.
+sending 100 packets/s; packed two per packet they save nothing (a packet's first sample still
+waits 20 ms + lookahead before it can leave, and playout keeps one fixed delay for all samples),
+so we do not use them.
 
 Loss resilience, measured by `make bench` (bench/pesq_bench.py, PESQ-WB of LibriVox speech):
 between our handsets each 20 ms packet carries its Opus frame (32 kbit/s, in-band FEC) plus

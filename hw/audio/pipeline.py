@@ -101,6 +101,8 @@ class CallAudio:
     def _encode(self, pcm: bytes) -> bytes:
         if self.send_codec == codecs.MULAW:
             return self._mulaw_encoder.encode(pcm)
+        # VoMP has no receiver reports, so the loss we measure on the way in stands for the loss
+        # on the way out (mesh links are roughly symmetric).
         self._opus_encoder.set_measured_loss(self.jitter_buffer.recent_loss_fraction)
         packet = self._opus_encoder.encode(pcm)
         if self.send_codec == codecs.OPUS_REDUNDANT:
