@@ -78,8 +78,9 @@ def test_bad_payloads_are_counted_and_dropped_without_stopping_the_call():
     receiver.receive(OPUS_REDUNDANT, 0, b"", 0.0)
     receiver.receive(OPUS, 20, b"", 0.0)
     receiver.receive(MULAW, 40, b"", 0.0)
+    receiver.receive(MULAW, 40, b"\xff" * 7, 0.0)
     receiver.receive(0x33, 60, b"abc", 0.0)
-    assert receiver.stats.malformed == 4
+    assert receiver.stats.malformed == 5
     assert receiver.stats.unsupported_codec == 1
     assert len(receiver.playback(160, 0.1)) == 320
 
@@ -148,3 +149,14 @@ def test_sound_card_drift_is_absorbed_in_the_pauses(ppm):
 def test_algorithmic_delay_is_a_frame_plus_the_codec_lookahead():
     assert CallAudio(OPUS).algorithmic_delay_ms == pytest.approx(26.5)
     assert CallAudio(MULAW).algorithmic_delay_ms == pytest.approx(22.9375)
+
+
+def test_a_far_fetched_copy_offset_cannot_make_the_buffer_wait_past_its_cap():
+    from hw.audio.opus import OpusEncoder
+    from hw.audio.redundancy import InnerFrame, RedundantPayload, pack
+
+    packet = OpusEncoder().encode(voiced(0.02).tobytes())
+    payload = pack(RedundantPayload(20, (InnerFrame(-128, packet), InnerFrame(0, packet))))
+    receiver = CallAudio(OPUS_REDUNDANT)
+    receiver.receive(OPUS_REDUNDANT, 5000, payload, 0.0)
+    assert receiver.jitter_buffer.recovery_frames * 20 <= receiver.config.jitter.max_delay_ms

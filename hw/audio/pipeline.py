@@ -122,8 +122,9 @@ class CallAudio:
             except PayloadError:
                 s.malformed += 1
                 return
-            deepest = -min(f.offset for f in inner.frames)
-            self.jitter_buffer.recovery_frames = max(1, deepest + self.config.wait_for_fec)
+            deepest = -min(f.offset for f in inner.frames) + self.config.wait_for_fec
+            limit = self.config.jitter.max_delay_ms // self.config.frame_ms
+            self.jitter_buffer.recovery_frames = min(max(1, deepest), limit)
             for f in inner.frames:
                 t = media_time_ms + f.offset * inner.frame_ms
                 self._put_opus(t, f.data, now, redundant=f.offset < 0)
@@ -131,11 +132,10 @@ class CallAudio:
             self.jitter_buffer.recovery_frames = int(self.config.wait_for_fec)
             self._put_opus(media_time_ms, payload, now, redundant=False)
         elif codec == codecs.MULAW:
-            if not payload:
+            if not payload or len(payload) % 8:  # whole milliseconds at 8 kHz
                 s.malformed += 1
                 return
-            duration = len(payload) * 1000 // 8000
-            frame = EncodedFrame(codecs.MULAW, payload, max(1, duration))
+            frame = EncodedFrame(codecs.MULAW, payload, len(payload) // 8)
             self.jitter_buffer.put(media_time_ms, frame, now)
         else:
             s.unsupported_codec += 1
