@@ -239,3 +239,17 @@ def test_a_late_packet_counts_as_jitter_not_as_loss_to_wait_for():
     assert jb.recent_loss_fraction == 0
     # The target still covers the 80 ms this packet took, but no longer adds a wait for copies.
     assert jb.stats.target_delay_ms < 80 + 4 * F
+
+
+def test_a_sender_that_pauses_is_not_counted_as_losing_everything():
+    call = Call()
+    call.run(50)
+    call.run(100, start=50, lose=set(range(50, 150)))  # 2 s with nothing sent
+    s = call.jb.stats
+    assert s.pauses == 1
+    assert s.lost <= call.jb.settings.pause_after_ms // F + 1
+    assert call.log[-1].action is Action.SILENCE
+    call.jb.put(70 * F, frame(70 * F), 2.99)  # a straggler from the silent stretch: too late
+    assert s.late == 1
+    out = call.run(50, start=150)
+    assert [played(p) for p in out if p.action is Action.PLAY][:3] == [3000, 3020, 3040]

@@ -18,6 +18,9 @@ the redundant payload).
 * Quiet moments come from the caller: `pull(now, quiet=True)` says the last frame played was
   near-silent, so skipping or repeating one now is inaudible.
 
+When nothing at all arrives for `pause_after_ms`, the sender has paused: the buffer plays
+silence without counting loss and starts afresh on the next frame.
+
 A gap (frame missing while later ones are buffered) is lost: it is rebuilt from the next frame's
 Opus FEC if that frame is here (`Action.FEC`), else concealed (`Action.CONCEAL`). Frames carried as
 redundancy fill slots before they are needed, so they need no action of their own.
@@ -79,6 +82,9 @@ class JitterSettings:
     """Surplus delay so large that a frame is removed even in speech."""
     resync_ms: int = 2000
     """A frame this far from the playout point means the sender's clock jumped: start over."""
+    pause_after_ms: int = 200
+    """Nothing at all buffered for this long: the sender has paused (hold, a stalled capture
+    device, silence suppression). Play silence, stop counting loss, restart on the next frame."""
 
 
 class JitterBuffer:
@@ -98,6 +104,7 @@ class JitterBuffer:
         self._slots = 0  # media slots played or lost so far
         self._lost_slots: deque[tuple[int, int]] = deque()  # (slot number, media time) of losses
         self._last_shrink_ms = -1e18
+        self._dry_ms = 0  # how long the buffer has been empty while playing
         self._frame_ms = self.settings.frame_ms
 
     # ----------------------------------------------------------------- input
@@ -117,13 +124,21 @@ class JitterBuffer:
                 return
             self._note_transit(now_ms - media_time_ms)
             self._frame_ms = frame.duration_ms
-        if self._next is not None and media_time_ms < self._next:
+        if self._is_late(media_time_ms, now_ms, frame.redundant):
             if not frame.redundant:
                 s.late += 1
                 self._forget_loss(media_time_ms)
             return
         if held is None or (held.redundant and not frame.redundant):
             self._frames[media_time_ms] = frame
+
+    def _is_late(self, media_time_ms: int, now_ms: float, redundant: bool) -> bool:
+        if self._next is not None:
+            return media_time_ms < self._next
+        # Not playing (before the first frame, or paused): a frame whose transit is far beyond
+        # anything the buffer would wait for is a straggler from before, not the new start.
+        limit = self._target_transit() + self.settings.max_delay_ms
+        return not redundant and now_ms - media_time_ms > limit
 
     # ----------------------------------------------------------------- output
     def pull(self, now: float, quiet: bool = False) -> Playout:
@@ -155,7 +170,14 @@ class JitterBuffer:
         if surplus < 0 and self._may_stretch(now_ms):
             self.stats.stretched += 1
             return Playout(Action.STRETCH, self._frame_ms)
-        return self._lose(min(later) if later else None)
+        if later:
+            self._dry_ms = 0
+            return self._lose(min(later))
+        self._dry_ms += self._frame_ms
+        if self._dry_ms > self.settings.pause_after_ms:
+            self._pause()
+            return Playout(Action.SILENCE, self._frame_ms)
+        return self._lose(None)
 
     # ----------------------------------------------------------------- steering
     def _target_transit(self) -> float:
@@ -215,6 +237,11 @@ class JitterBuffer:
         self._next = first
         return True
 
+    def _pause(self) -> None:
+        self.stats.pauses += 1
+        self._next = None
+        self._dry_ms = 0
+
     def _resync(self) -> None:
         self.stats.resyncs += 1
         self._frames.clear()
@@ -245,6 +272,7 @@ class JitterBuffer:
 
     def _play(self, frame: EncodedFrame) -> Playout:
         assert self._next is not None
+        self._dry_ms = 0
         t = self._next
         self._consume(t, frame)
         self._note_slot(t, frame.redundant)
