@@ -56,13 +56,14 @@ class OpusEncoder:
         enc.inband_fec = int(self.settings.fec)
         enc.dtx = 0
         self._enc = enc
+        self._lookahead_ms = enc.lookahead * 1000 / self.settings.sample_rate
         self.expected_loss_percent = -1
         self.set_measured_loss(0.0)
 
     @property
     def lookahead_ms(self) -> float:
         """Algorithmic delay the encoder adds beyond the frame itself."""
-        return self._enc.lookahead * 1000 / self.settings.sample_rate
+        return self._lookahead_ms
 
     def set_measured_loss(self, loss_fraction: float) -> None:
         """Drive the FEC strength from the loss measured on the call (never below the floor)."""

@@ -164,8 +164,9 @@ class CallAudio:
                 self._played += bytes(want - len(self._played))
                 break
             pcm = self._render(playout)
-            level = np.sqrt(np.mean(np.frombuffer(pcm, dtype="<i2").astype(np.float64) ** 2))
-            self._quiet_run = self._quiet_run + 1 if level < self.config.quiet_rms else 0
+            samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+            quiet_now = np.dot(samples, samples) < self.config.quiet_rms**2 * len(samples)
+            self._quiet_run = self._quiet_run + 1 if quiet_now else 0
             self._played += pcm
         out = bytes(self._played[:want])
         del self._played[:want]
