@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 from audio_signals import best_correlation, voiced, worst_window_correlation
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hw.audio import MULAW, OPUS, OPUS_REDUNDANT, AudioConfig, CallAudio
 from hw.audio.netsim import GilbertLoss, Link, PatternLoss, RandomLoss, run_one_way
@@ -160,3 +162,24 @@ def test_a_far_fetched_copy_offset_cannot_make_the_buffer_wait_past_its_cap():
     receiver = CallAudio(OPUS_REDUNDANT)
     receiver.receive(OPUS_REDUNDANT, 5000, payload, 0.0)
     assert receiver.jitter_buffer.recovery_frames * 20 <= receiver.config.jitter.max_delay_ms
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([MULAW, OPUS, OPUS_REDUNDANT, 0x20, 0]),
+            st.integers(0, 4000),
+            st.binary(max_size=300),
+        ),
+        max_size=30,
+    )
+)
+@settings(max_examples=60, deadline=None)
+def test_any_received_bytes_are_played_or_counted_never_raised(frames):
+    receiver = CallAudio(OPUS_REDUNDANT)
+    for n, (codec, time_ms, payload) in enumerate(frames):
+        receiver.receive(codec, time_ms, payload, n * 0.02)
+        assert len(receiver.playback(160, n * 0.02 + 0.01)) == 320
+    s = receiver.stats
+    assert s.packets_received == len(frames)
+    assert s.lost == s.recovered_fec + s.recovered_redundancy + s.concealed
