@@ -3,6 +3,8 @@
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hw.audio.jitter import Action, EncodedFrame, JitterBuffer, JitterSettings
 
@@ -10,7 +12,8 @@ F = 20  # ms per frame
 
 
 def frame(t: int, *, redundant: bool = False, fec: bool = True) -> EncodedFrame:
-    return EncodedFrame(7, t.to_bytes(4, "big"), F, redundant=redundant, may_carry_fec=fec)
+    data = t.to_bytes(4, "big", signed=True)
+    return EncodedFrame(7, data, F, redundant=redundant, may_carry_fec=fec)
 
 
 def steady() -> JitterBuffer:
@@ -19,7 +22,7 @@ def steady() -> JitterBuffer:
 
 
 def played(p) -> int | None:
-    return int.from_bytes(p.frame.data, "big") if p.action is Action.PLAY else None
+    return int.from_bytes(p.frame.data, "big", signed=True) if p.action is Action.PLAY else None
 
 
 class Call:
@@ -187,3 +190,66 @@ def test_delay_is_capped():
     jb.put(0, frame(0), 0.0)
     actions = [jb.pull(i * 0.02).action for i in range(30)]
     assert actions.count(Action.STRETCH) <= 100 // F + 1
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(-5, 400),  # media slot (negative and far ones included)
+            st.floats(0, 5),  # arrival, seconds
+            st.booleans(),  # redundant copy
+            st.booleans(),  # may carry FEC
+        ),
+        max_size=120,
+    ),
+    st.lists(st.floats(0, 5), max_size=120),
+    st.lists(st.booleans(), max_size=120),
+)
+def test_any_arrival_pattern_keeps_the_books_and_the_order(arrivals, pulls, quiet):
+    jb = JitterBuffer()
+    events = [(at, 0, slot, red, fec) for slot, at, red, fec in arrivals]
+    events += [(at, 1, i, False, False) for i, at in enumerate(pulls)]
+    last_time = None
+    for at, kind, n, red, fec in sorted(events):
+        if kind == 0:
+            jb.put(n * F, frame(n * F, redundant=red, fec=fec), at)
+            continue
+        p = jb.pull(at, quiet=quiet[n] if n < len(quiet) else False)
+        assert p.duration_ms > 0
+        if p.media_time_ms is not None:
+            if last_time is not None and jb.stats.resyncs == 0:
+                assert p.media_time_ms > last_time
+            last_time = p.media_time_ms
+    s = jb.stats
+    assert s.lost == s.recovered_fec + s.recovered_redundancy + s.concealed
+
+
+def test_a_late_packet_counts_as_jitter_not_as_loss_to_wait_for():
+    jb = steady()
+    jb.recovery_frames = 4
+    for n in (0, 2, 3):
+        jb.put(n * F, frame(n * F), n * 0.02)
+    jb.put(F, frame(F, redundant=True), 0.04)  # 1's copy, carried by 2
+    assert [played(jb.pull(0.045 + i * 0.02)) for i in range(3)] == [0, 20, 40]
+    assert jb.recent_loss_fraction > 0
+    assert jb.stats.target_delay_ms >= 4 * F  # a loss: wait for copies from now on
+    jb.put(F, frame(F), 0.1)  # ...but 1's own packet shows up: it was late, not lost
+    jb.pull(0.105)
+    assert (jb.stats.late, jb.stats.duplicate) == (1, 0)
+    assert jb.recent_loss_fraction == 0
+    # The target still covers the 80 ms this packet took, but no longer adds a wait for copies.
+    assert jb.stats.target_delay_ms < 80 + 4 * F
+
+
+def test_a_sender_that_pauses_is_not_counted_as_losing_everything():
+    call = Call()
+    call.run(50)
+    call.run(100, start=50, lose=set(range(50, 150)))  # 2 s with nothing sent
+    s = call.jb.stats
+    assert s.pauses == 1
+    assert s.lost <= call.jb.settings.pause_after_ms // F + 1
+    assert call.log[-1].action is Action.SILENCE
+    call.jb.put(70 * F, frame(70 * F), 2.99)  # a straggler from the silent stretch: too late
+    assert s.late == 1
+    out = call.run(50, start=150)
+    assert [played(p) for p in out if p.action is Action.PLAY][:3] == [3000, 3020, 3040]

@@ -18,6 +18,9 @@ the redundant payload).
 * Quiet moments come from the caller: `pull(now, quiet=True)` says the last frame played was
   near-silent, so skipping or repeating one now is inaudible.
 
+When nothing at all arrives for `pause_after_ms`, the sender has paused: the buffer plays
+silence without counting loss and starts afresh on the next frame.
+
 A gap (frame missing while later ones are buffered) is lost: it is rebuilt from the next frame's
 Opus FEC if that frame is here (`Action.FEC`), else concealed (`Action.CONCEAL`). Frames carried as
 redundancy fill slots before they are needed, so they need no action of their own.
@@ -79,6 +82,9 @@ class JitterSettings:
     """Surplus delay so large that a frame is removed even in speech."""
     resync_ms: int = 2000
     """A frame this far from the playout point means the sender's clock jumped: start over."""
+    pause_after_ms: int = 200
+    """Nothing at all buffered for this long: the sender has paused (hold, a stalled capture
+    device, silence suppression). Play silence, stop counting loss, restart on the next frame."""
 
 
 class JitterBuffer:
@@ -95,8 +101,10 @@ class JitterBuffer:
         self._transits: deque[float] = deque()
         self._sorted_transits: list[float] = []
         self._last_transit: float | None = None
-        self._recent_losses: deque[bool] = deque(maxlen=self.settings.loss_window)
+        self._slots = 0  # media slots played or lost so far
+        self._lost_slots: deque[tuple[int, int]] = deque()  # (slot number, media time) of losses
         self._last_shrink_ms = -1e18
+        self._dry_ms = 0  # how long the buffer has been empty while playing
         self._frame_ms = self.settings.frame_ms
 
     # ----------------------------------------------------------------- input
@@ -110,17 +118,27 @@ class JitterBuffer:
             self._resync()
         held = self._frames.get(media_time_ms)
         if not frame.redundant:
-            if media_time_ms in self._played or (held is not None and not held.redundant):
+            played_own = media_time_ms in self._played and not self._was_lost(media_time_ms)
+            if played_own or (held is not None and not held.redundant):
                 s.duplicate += 1
                 return
             self._note_transit(now_ms - media_time_ms)
             self._frame_ms = frame.duration_ms
-        if self._next is not None and media_time_ms < self._next:
+        if self._is_late(media_time_ms, now_ms, frame.redundant):
             if not frame.redundant:
                 s.late += 1
+                self._forget_loss(media_time_ms)
             return
         if held is None or (held.redundant and not frame.redundant):
             self._frames[media_time_ms] = frame
+
+    def _is_late(self, media_time_ms: int, now_ms: float, redundant: bool) -> bool:
+        if self._next is not None:
+            return media_time_ms < self._next
+        # Not playing (before the first frame, or paused): a frame whose transit is far beyond
+        # anything the buffer would wait for is a straggler from before, not the new start.
+        limit = self._target_transit() + self.settings.max_delay_ms
+        return not redundant and now_ms - media_time_ms > limit
 
     # ----------------------------------------------------------------- output
     def pull(self, now: float, quiet: bool = False) -> Playout:
@@ -152,7 +170,14 @@ class JitterBuffer:
         if surplus < 0 and self._may_stretch(now_ms):
             self.stats.stretched += 1
             return Playout(Action.STRETCH, self._frame_ms)
-        return self._lose(min(later) if later else None)
+        if later:
+            self._dry_ms = 0
+            return self._lose(min(later))
+        self._dry_ms += self._frame_ms
+        if self._dry_ms > self.settings.pause_after_ms:
+            self._pause()
+            return Playout(Action.SILENCE, self._frame_ms)
+        return self._lose(None)
 
     # ----------------------------------------------------------------- steering
     def _target_transit(self) -> float:
@@ -165,7 +190,28 @@ class JitterBuffer:
 
     def _losing(self) -> bool:
         """Whether copies are worth waiting for: packets were lost lately."""
-        return any(self._recent_losses)
+        return bool(self._recent_lost_slots())
+
+    def _recent_lost_slots(self) -> deque[tuple[int, int]]:
+        oldest = self._slots - self.settings.loss_window
+        while self._lost_slots and self._lost_slots[0][0] <= oldest:
+            self._lost_slots.popleft()
+        return self._lost_slots
+
+    def _note_slot(self, media_time_ms: int, lost: bool) -> None:
+        if lost:
+            self._lost_slots.append((self._slots, media_time_ms))
+        self._slots += 1
+
+    def _was_lost(self, media_time_ms: int) -> bool:
+        return any(t == media_time_ms for _, t in self._lost_slots)
+
+    def _forget_loss(self, media_time_ms: int) -> None:
+        """A packet came after its slot: that was jitter (the quantile's job), not loss."""
+        for entry in self._lost_slots:
+            if entry[1] == media_time_ms:
+                self._lost_slots.remove(entry)
+                return
 
     def _should_shrink(self, now_ms: float, surplus: float, quiet: bool) -> bool:
         if surplus >= self.settings.force_shrink_ms:
@@ -190,6 +236,11 @@ class JitterBuffer:
             return False
         self._next = first
         return True
+
+    def _pause(self) -> None:
+        self.stats.pauses += 1
+        self._next = None
+        self._dry_ms = 0
 
     def _resync(self) -> None:
         self.stats.resyncs += 1
@@ -221,9 +272,10 @@ class JitterBuffer:
 
     def _play(self, frame: EncodedFrame) -> Playout:
         assert self._next is not None
+        self._dry_ms = 0
         t = self._next
         self._consume(t, frame)
-        self._recent_losses.append(frame.redundant)
+        self._note_slot(t, frame.redundant)
         if frame.redundant:
             self.stats.lost += 1
             self.stats.recovered_redundancy += 1
@@ -236,7 +288,7 @@ class JitterBuffer:
         t = self._next
         gap = self._frame_ms if next_time is None else min(self._frame_ms, next_time - t)
         self._next = t + gap
-        self._recent_losses.append(True)
+        self._note_slot(t, True)
         self.stats.lost += 1
         following = self._frames.get(self._next)
         if following is not None and following.may_carry_fec and gap == self._frame_ms:
@@ -248,8 +300,8 @@ class JitterBuffer:
     @property
     def recent_loss_fraction(self) -> float:
         """Share of the last `loss_window` slots whose own packet was missing."""
-        n = len(self._recent_losses)
-        return sum(self._recent_losses) / n if n else 0.0
+        slots = min(self._slots, self.settings.loss_window)
+        return len(self._recent_lost_slots()) / slots if slots else 0.0
 
     def _update_gauges(self, now_ms: float) -> None:
         assert self._next is not None

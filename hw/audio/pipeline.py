@@ -101,6 +101,8 @@ class CallAudio:
     def _encode(self, pcm: bytes) -> bytes:
         if self.send_codec == codecs.MULAW:
             return self._mulaw_encoder.encode(pcm)
+        # VoMP has no receiver reports, so the loss we measure on the way in stands for the loss
+        # on the way out (mesh links are roughly symmetric).
         self._opus_encoder.set_measured_loss(self.jitter_buffer.recent_loss_fraction)
         packet = self._opus_encoder.encode(pcm)
         if self.send_codec == codecs.OPUS_REDUNDANT:
@@ -120,8 +122,9 @@ class CallAudio:
             except PayloadError:
                 s.malformed += 1
                 return
-            deepest = -min(f.offset for f in inner.frames)
-            self.jitter_buffer.recovery_frames = max(1, deepest + self.config.wait_for_fec)
+            deepest = -min(f.offset for f in inner.frames) + self.config.wait_for_fec
+            limit = self.config.jitter.max_delay_ms // self.config.frame_ms
+            self.jitter_buffer.recovery_frames = min(max(1, deepest), limit)
             for f in inner.frames:
                 t = media_time_ms + f.offset * inner.frame_ms
                 self._put_opus(t, f.data, now, redundant=f.offset < 0)
@@ -129,11 +132,10 @@ class CallAudio:
             self.jitter_buffer.recovery_frames = int(self.config.wait_for_fec)
             self._put_opus(media_time_ms, payload, now, redundant=False)
         elif codec == codecs.MULAW:
-            if not payload:
+            if not payload or len(payload) % 8:  # whole milliseconds at 8 kHz
                 s.malformed += 1
                 return
-            duration = len(payload) * 1000 // 8000
-            frame = EncodedFrame(codecs.MULAW, payload, max(1, duration))
+            frame = EncodedFrame(codecs.MULAW, payload, len(payload) // 8)
             self.jitter_buffer.put(media_time_ms, frame, now)
         else:
             s.unsupported_codec += 1
@@ -155,9 +157,16 @@ class CallAudio:
         want = 2 * samples
         while len(self._played) < want:
             quiet = self._quiet_run >= self.config.quiet_frames
-            pcm = self._render(self.jitter_buffer.pull(now, quiet=quiet))
-            level = np.sqrt(np.mean(np.frombuffer(pcm, dtype="<i2").astype(np.float64) ** 2))
-            self._quiet_run = self._quiet_run + 1 if level < self.config.quiet_rms else 0
+            playout = self.jitter_buffer.pull(now, quiet=quiet)
+            if playout.action is Action.SILENCE:
+                # Before the first frame, fill only this period: a whole frame of silence queued
+                # ahead would delay the call's first frame, and with it every later one.
+                self._played += bytes(want - len(self._played))
+                break
+            pcm = self._render(playout)
+            samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+            quiet_now = np.dot(samples, samples) < self.config.quiet_rms**2 * len(samples)
+            self._quiet_run = self._quiet_run + 1 if quiet_now else 0
             self._played += pcm
         out = bytes(self._played[:want])
         del self._played[:want]
@@ -187,12 +196,19 @@ class CallAudio:
             return self._mulaw_decoder.conceal(samples)
         return self._opus_decoder.conceal(samples)
 
+    @property
+    def algorithmic_delay_ms(self) -> float:
+        """Delay no implementation of this codec setting can avoid: one frame + lookahead.
+
+        (µ-law's "lookahead" is the two resampling filters, 47 taps each at 16 kHz.)
+        """
+        if self.send_codec == codecs.MULAW:
+            return self.config.frame_ms + 2 * 23.5 * 1000 / self.config.sample_rate
+        return self.config.frame_ms + self._opus_encoder.lookahead_ms
+
     def _update_delay_estimate(self) -> None:
-        cfg = self.config
-        lookahead = 0.0 if self.send_codec == codecs.MULAW else self._opus_encoder.lookahead_ms
         self.stats.end_to_end_delay_ms = (
-            cfg.frame_ms
-            + lookahead
+            self.algorithmic_delay_ms
             + self.network_delay_ms
             + self.stats.playout_delay_ms
             + self.device_latency_ms

@@ -33,6 +33,9 @@ class AudioStats:
     stretched: int = 0
     dropped: int = 0
     resyncs: int = 0
+    pauses: int = 0
+    """Times the sender went quiet for longer than the buffer's pause limit (not counted as loss
+    beyond that limit)."""
     jitter_ms: float = 0.0
     """RFC 3550 interarrival jitter of the packets' own frames."""
     buffer_ms: float = 0.0
