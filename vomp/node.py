@@ -70,6 +70,10 @@ BROADCAST = _Broadcast()
 KEYMAP_RETRY = 0.5  # s between key-map requests to one peer while its key is missing
 BROADCAST_ID_MEMORY = 300.0  # s a (source, broadcast id) pair is remembered (§6 rule 4)
 NAME_MAX = 64
+HEADER_LEN = 37  # version, encapsulation, 0x20 + SID, flags, packet seq: all our headers
+# The largest audio payload one datagram carries: MTU minus packet header, frame header
+# (flags, 0x20 + SID, frame seq, length), crypto_box overhead, port byte and VoMP audio header.
+MAX_AUDIO_PAYLOAD = MTU - HEADER_LEN - 37 - crypto.BOX_OVERHEAD - 1 - 11
 
 
 @dataclass
@@ -217,6 +221,11 @@ class Node:
 
     def send_audio(self, call: int, codec: int, payload: bytes, duration_ms: int) -> bool:
         """Queue one audio frame (opaque bytes); False if the call is not INCALL."""
+        if len(payload) > MAX_AUDIO_PAYLOAD:
+            raise ValueError(
+                f"audio payload of {len(payload)} bytes does not fit one datagram "
+                f"(at most {MAX_AUDIO_PAYLOAD}); send shorter frames"
+            )
         sent = self.calls.send_audio(call, codec, payload, duration_ms)
         self._flush_calls()
         return sent
@@ -507,20 +516,25 @@ class Node:
         self.counters["keymap_requests_sent"] += 1
 
     def _packets(self, destination: object, frames: list[Frame | None]) -> list[bytes]:
-        """Pack frames for one destination into as few datagrams as the MTU allows."""
-        real = [f for f in frames if f is not None]
+        """Pack frames for one destination into as few datagrams as the MTU allows (§1)."""
         unicast = destination is not BROADCAST
-        datagrams: list[bytes] = []
-        body = bytearray()
-        for frame in real:
+        room = MTU - HEADER_LEN
+        bodies: list[bytearray] = [bytearray()]
+        for frame in frames:
+            if frame is None:  # a tick: the header alone is enough
+                continue
             encoded = encode_frame(frame)
-            if body and len(body) + len(encoded) > MTU - 40:
-                datagrams.append(self._header(destination, unicast) + bytes(body))
-                body.clear()
-            body += encoded
-        if body or not datagrams:
-            datagrams.append(self._header(destination, unicast) + bytes(body))
-        return datagrams
+            if len(encoded) > room:
+                self._drop("frame_too_large")
+                continue
+            if len(bodies[-1]) + len(encoded) > room:
+                bodies.append(bytearray())
+            bodies[-1] += encoded
+        if len(bodies) > 1 and not bodies[-1]:
+            bodies.pop()
+        if not bodies[0] and None not in frames:
+            return []  # every frame was refused and no tick was asked for
+        return [self._header(destination, unicast) + bytes(body) for body in bodies]
 
     def _header(self, destination: object, unicast: bool) -> bytes:
         packet = Packet(
