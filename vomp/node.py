@@ -452,7 +452,12 @@ class Node:
                 crypto_flags=MdpMode.SIGNED,
                 frame_seq=self.neighbours.next_frame_seq(),
             )
+            # Broadcast, and the same frame (same frame seq, so receivers drop the second copy)
+            # unicast to every neighbour, as servald does: Wi-Fi broadcasts are lossy, and
+            # servald ignores broadcasts from outside its subnet (§1).
             self._outbox.append((BROADCAST, frame))
+            for neighbour in self.neighbours:
+                self._outbox.append((neighbour.address, frame))
             self.counters["dna_requests_sent"] += 1
         for lookup in self.lookups.finished(now):
             self._events.append(DnaLookupFinished(lookup.number, bool(lookup.uris)))
