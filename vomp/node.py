@@ -3,8 +3,9 @@
 The transport feeds it datagrams with `receive(datagram, source_address, now)`, sends what
 `datagrams_to_send(now)` returns, calls `handle_timer(now)` at `next_timer()`, and drains
 `next_event()`. The application issues commands (`lookup`, `dial`, `ring`, `answer`, `hang_up`,
-`send_audio`). Nothing here reads a clock, a socket or os.urandom: randomness comes from the
-`rng` given at construction, so a test with a seeded rng replays exactly.
+`send_audio`). Nothing here reads a clock or a socket, and all randomness (nonces, sessions,
+ports, the frame-seq start) comes from the `rng` given at construction: the OS generator by
+default, a seeded Random in tests, which then replay exactly.
 
 What it does on the wire (SPEC §14): a tick broadcast every 500 ms with our full SID in the
 header; to every neighbour every 500 ms (and ~50 ms after an ACK_SOON frame) a link-state record
@@ -105,7 +106,8 @@ class Node:
         self.sid = identity.sid
         self.number = number
         self.name = name
-        self._rng = rng or random.Random()
+        # Production uses the OS generator (nonces, sessions, ports); tests pass a seeded one.
+        self._rng = rng or random.SystemRandom()
         self.book = AddressBook()
         self.book.learn(self.sid, identity.sign_public)
         self.neighbours = NeighbourTable(self._rng)
