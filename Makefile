@@ -25,5 +25,10 @@ lint: venv
 test: venv lint
 	$(VENV)/bin/pytest
 
+# Benchmarks print `name value unit` lines (bench/README.md); never asserted by tests.
+.PHONY: bench
+bench: venv
+	@for f in bench/*.py; do $(PY) $$f || exit 1; done | tee bench/results.txt
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache
