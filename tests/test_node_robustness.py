@@ -20,7 +20,7 @@ from vomp.dna import encode_dna_request
 from vomp.events import CallEnded, PeerLost
 from vomp.identity import Identity
 from vomp.messages import CallState
-from vomp.node import MAX_AUDIO_PAYLOAD, Node
+from vomp.node import BROADCAST_ID_LIMIT, MAX_AUDIO_PAYLOAD, Node
 from vomp.packet import ACK_SOON, MTU, Frame, Packet, encode_packet, parse_packet
 
 REPO = Path(__file__).resolve().parent.parent
@@ -232,3 +232,15 @@ def test_please_explain_for_a_third_node_is_answered_with_its_full_sid():
     assert please_explain.parse_please_explain(answer.payload) == [
         please_explain.ExplainAnswer(third.sid)
     ]
+
+
+def test_a_flood_of_broadcast_ids_is_remembered_only_up_to_the_limit():
+    node = fresh_node()
+    peer = Identity.from_seed(bytes([5]) * 32)
+    for i in range(BROADCAST_ID_LIMIT + 500):
+        frame = Frame(
+            0x03, peer.sid, None, b"", frame_seq=i % 256, broadcast_id=i.to_bytes(8, "big"), ttl=31
+        )
+        node.receive(encode_packet(Packet(peer.sid, [frame])), "P", 0.0)
+    assert len(node._seen_broadcast_ids) == BROADCAST_ID_LIMIT
+    assert node.counters["internal_errors"] == 0

@@ -70,6 +70,7 @@ BROADCAST = _Broadcast()
 
 KEYMAP_RETRY = 0.5  # s between key-map requests to one peer while its key is missing
 BROADCAST_ID_MEMORY = 300.0  # s a (source, broadcast id) pair is remembered (§6 rule 4)
+BROADCAST_ID_LIMIT = 4096  # ... but no more of them than this, whatever a sender floods us with
 NAME_MAX = 64
 HEADER_LEN = 37  # version, encapsulation, 0x20 + SID, flags, packet seq: all our headers
 # The largest audio payload one datagram carries: MTU minus packet header, frame header
@@ -283,6 +284,8 @@ class Node:
                 self.counters["duplicate_broadcasts"] += 1
                 return
             self._seen_broadcast_ids[key] = now
+            if len(self._seen_broadcast_ids) > BROADCAST_ID_LIMIT:  # oldest first: dicts keep order
+                del self._seen_broadcast_ids[next(iter(self._seen_broadcast_ids))]
         if not frame.is_broadcast and frame.destination != self.sid:
             self.counters["frames_not_for_us"] += 1
             return
