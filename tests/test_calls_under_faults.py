@@ -6,6 +6,8 @@ believes in a conversation the other never joined.
 
 from __future__ import annotations
 
+import os
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from netsim import Faults, Network, events_of
@@ -14,10 +16,13 @@ from vomp.events import CallEnded, CallStateChanged, DnaAnswer, IncomingCall
 from vomp.messages import CallState
 
 S = CallState
+# The suite runs 20 fixed examples per property; a soak run explores more, e.g.
+# HANDSET_FAULT_EXAMPLES=500 .venv/bin/pytest tests/test_calls_under_faults.py
+SOAK_EXAMPLES = int(os.environ.get("HANDSET_FAULT_EXAMPLES", "0"))
 FAULT_SETTINGS = settings(
-    max_examples=20,
+    max_examples=SOAK_EXAMPLES or 20,
     deadline=None,
-    derandomize=True,
+    derandomize=not SOAK_EXAMPLES,
     suppress_health_check=[HealthCheck.too_slow],
 )
 
