@@ -107,6 +107,8 @@ def test_a_call_always_ends_with_both_sides_agreeing(
     else:
 
         def b_hangs_up():
+            if not b.node.calls.calls():  # the call has not reached B yet: B's user waits
+                net.at(net.now + 0.5, b_hangs_up)
             for c in b.node.calls.calls():
                 b.node.hang_up(c.call_id, net.now)
 
