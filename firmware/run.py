@@ -56,11 +56,11 @@ async def serve(args: argparse.Namespace) -> int:
         return 2
     node = Node(entry.identity, entry.did, entry.name)
     protocol = await start(node, interface=args.interface, port=args.port, broadcast=args.broadcast)
-    log.info("handset %s number %s on port %d", format_sid(node.sid), entry.did, args.port)
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+    log.info("handset %s number %s on port %d", format_sid(node.sid), entry.did, args.port)
     try:
         while not stop.done():
             getter = asyncio.ensure_future(protocol.next_event())

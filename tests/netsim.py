@@ -25,6 +25,7 @@ class Faults:
     duplicate: float = 0.0
     min_delay: float = 0.001
     max_delay: float = 0.001
+    broadcast_loss: float = 0.0  # extra loss for broadcasts (Wi-Fi sends them slow and unacked)
 
 
 @dataclass
@@ -120,6 +121,8 @@ class Network:
                 copies = 2
             for _ in range(copies):
                 if self.rng.random() < self.faults.loss:
+                    continue
+                if destination is BROADCAST and self.rng.random() < self.faults.broadcast_loss:
                     continue
                 delay = self.rng.uniform(self.faults.min_delay, self.faults.max_delay)
                 self.at(self.now + delay, self._deliver_action(target, data, sender.address))

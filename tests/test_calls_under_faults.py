@@ -6,6 +6,8 @@ believes in a conversation the other never joined.
 
 from __future__ import annotations
 
+import os
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from netsim import Faults, Network, events_of
@@ -14,10 +16,13 @@ from vomp.events import CallEnded, CallStateChanged, DnaAnswer, IncomingCall
 from vomp.messages import CallState
 
 S = CallState
+# The suite runs 20 fixed examples per property; a soak run explores more, e.g.
+# HANDSET_FAULT_EXAMPLES=500 .venv/bin/pytest tests/test_calls_under_faults.py
+SOAK_EXAMPLES = int(os.environ.get("HANDSET_FAULT_EXAMPLES", "0"))
 FAULT_SETTINGS = settings(
-    max_examples=20,
+    max_examples=SOAK_EXAMPLES or 20,
     deadline=None,
-    derandomize=True,
+    derandomize=not SOAK_EXAMPLES,
     suppress_health_check=[HealthCheck.too_slow],
 )
 
@@ -102,6 +107,8 @@ def test_a_call_always_ends_with_both_sides_agreeing(
     else:
 
         def b_hangs_up():
+            if not b.node.calls.calls():  # the call has not reached B yet: B's user waits
+                net.at(net.now + 0.5, b_hangs_up)
             for c in b.node.calls.calls():
                 b.node.hang_up(c.call_id, net.now)
 
@@ -168,3 +175,75 @@ def test_dna_lookup_answers_exactly_the_owner_of_the_number(loss, duplicate, max
     net.run_until(8.0)
     answers = events_of(stations[0], DnaAnswer)
     assert [e.sid for e in answers] == [stations[3].node.sid]
+
+
+def record_calls(station):
+    """Every call a station ever had: id -> (remote sid, local session, remote session, states)."""
+    calls: dict[int, dict] = {}
+    for _t, e in station.events:
+        if isinstance(e, CallStateChanged):
+            entry = calls.setdefault(e.call, {"remote": e.remote_sid, "states": set()})
+            entry["local_session"], entry["remote_session"] = e.local_session, e.remote_session
+            entry["states"].add(e.local_state)
+    return calls
+
+
+actions = st.lists(
+    st.tuples(
+        st.sampled_from(["dial", "hang_up"]),
+        st.integers(0, 3),
+        st.integers(0, 3),
+        st.floats(0.0, 20.0),
+    ),
+    max_size=8,
+)
+
+
+@FAULT_SETTINGS
+@given(
+    faults=faults,
+    seed=st.integers(0, 2**16),
+    n=st.integers(2, 4),
+    script=actions,
+    answer_delay=st.floats(0.2, 3.0),
+)
+def test_random_dials_and_hang_ups_in_a_mesh_end_consistently(
+    faults, seed, n, script, answer_delay
+):
+    net = Network(faults, seed=seed)
+    stations = [net.add(f"555200{i}") for i in range(n)]
+    for s in stations:
+        s.handlers.append(callee(net, "answer", answer_delay))
+    net.run_until(3.0)
+    for kind, i, j, when in script:
+        src, dst = stations[i % n], stations[j % n]
+        if kind == "dial" and src is not dst:
+            net.at(3.0 + when, lambda src=src, dst=dst: src.node.dial(dst.node.sid, net.now))
+        elif kind == "hang_up":
+
+            def hang_up_all(src=src):
+                for c in src.node.calls.calls():
+                    src.node.hang_up(c.call_id, net.now)
+
+            net.at(3.0 + when, hang_up_all)
+    # everyone hangs up at the end so that every call can finish
+    for s in stations:
+        net.at(30.0, lambda s=s: [s.node.hang_up(c.call_id, net.now) for c in s.node.calls.calls()])
+    net.run_until(30.0)
+    net.run_until_quiet_calls(140.0)
+    assert_everything_ended(*stations)
+    by_sid = {s.node.sid: record_calls(s) for s in stations}
+    for s in stations:
+        for entry in record_calls(s).values():
+            peer_calls = by_sid[entry["remote"]]
+            twins = [
+                c
+                for c in peer_calls.values()
+                if c["remote"] == s.node.sid
+                and c["local_session"] == entry["remote_session"]
+                and c["remote_session"] == entry["local_session"]
+            ]
+            assert len(twins) <= 1
+            if S.INCALL in entry["states"]:
+                # we only ever talk on a call the other side answered or placed itself
+                assert twins and S.INCALL in twins[0]["states"]

@@ -87,3 +87,14 @@ def test_dial_by_number_uses_the_cache_after_a_lookup():
     call = a.node.dial("5552002", net.now)
     assert call is not None
     assert a.node.calls.get(call).remote_sid == b.node.sid
+
+
+def test_a_lookup_reaches_known_neighbours_even_when_every_broadcast_is_lost():
+    net = Network()
+    a, b = net.add("5552001"), net.add("5552002")
+    net.run_until(2.0)
+    net.faults.broadcast_loss = 1.0
+    a.node.lookup("5552002", net.now)
+    net.run_until(6.0)
+    assert [e.sid for e in events_of(a, DnaAnswer)] == [b.node.sid]
+    assert b.node.counters["dna_answered"] == a.node.counters["dna_requests_sent"]

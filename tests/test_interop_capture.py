@@ -16,7 +16,13 @@ import pytest
 from vomp import crypto, keymap, linkstate, mdp, please_explain
 from vomp.address import AddressBook
 from vomp.dna import parse_dna_reply
-from vomp.events import AudioFrameReceived, CallEnded, CallStateChanged, IncomingCall
+from vomp.events import (
+    AudioFrameReceived,
+    CallEnded,
+    CallStateChanged,
+    DnaAnswer,
+    IncomingCall,
+)
 from vomp.identity import Identity
 from vomp.messages import CallState, parse_vomp
 from vomp.node import BROADCAST, Node
@@ -36,16 +42,19 @@ S = CallState
 
 
 class SessionRng(random.Random):
-    """A seeded Random that hands out chosen VoMP session ids first, so that servald's recorded
-    messages (which name the session servald B picked) match the call our node creates."""
+    """A seeded Random that hands out chosen VoMP session ids (and DNA client ports) first, so
+    that servald's recorded messages, which name the ids servald picked, match our node's."""
 
-    def __init__(self, sessions: list[int]) -> None:
+    def __init__(self, sessions: list[int], ports: list[int] = ()) -> None:
         super().__init__(7)
         self._sessions = list(sessions)
+        self._ports = list(ports)
 
     def randrange(self, start, stop=None, step=1):
         if (start, stop) == (1, 0x10000) and self._sessions:
             return self._sessions.pop(0)
+        if (start, stop) == (32768, 0x10000) and self._ports:
+            return self._ports.pop(0)
         return super().randrange(start, stop, step)
 
 
@@ -109,10 +118,12 @@ def captured_plaintexts(ids, sender: str, port: int) -> list[bytes]:
     return bodies
 
 
-def replay(me: str, number: str, name: str, sessions=(), on_event=None):
-    """Feed our node every datagram the capture delivered to `me`; return (node, sent, events)."""
+def replay(me: str, number: str, name: str, sessions=(), ports=(), on_event=None, actions=()):
+    """Feed our node every datagram the capture delivered to `me`, and run the local `actions`
+    ((time, fn(node, now)) pairs) at their times; return (node, sent, events, identities)."""
     ids = identities()
-    node = Node(ids[me], number, name, rng=SessionRng(list(sessions)))
+    node = Node(ids[me], number, name, rng=SessionRng(list(sessions), list(ports)))
+    pending = sorted(actions, key=lambda a: a[0])
     rows = [
         json.loads(line) for line in (VECTORS / "capture_shared.jsonl").read_text().splitlines()
     ]
@@ -136,6 +147,11 @@ def replay(me: str, number: str, name: str, sessions=(), on_event=None):
 
     for row in rows:
         run_timers(row["t_rel_s"])
+        while pending and pending[0][0] <= row["t_rel_s"]:
+            when, action = pending.pop(0)
+            run_timers(when)
+            action(node, when)
+            collect(when)
         node.receive(bytes.fromhex(row["hex"]), row["from"], row["t_rel_s"])
         collect(row["t_rel_s"])
     run_timers(rows[-1]["t_rel_s"] + 3.0)
@@ -267,3 +283,59 @@ def test_as_the_probe_we_answer_servalds_lookup_of_our_number():
     probes = [b for b in captured_plaintexts(ids, "P", mdp.PORT_DNA) if b"|sid://" in b]
     assert ours and ours[0] == probes[0]
     assert node.book.sign_key(ids["A"].sid) == ids["A"].sign_public
+
+
+@pytest.fixture(scope="module")
+def as_a():
+    """Our node in servald A's place: it looks B up and calls it when A's user did."""
+    calls: list[int | None] = []
+
+    def hang_up(node, now):
+        node.hang_up(calls[0], now)
+
+    actions = [
+        (4.40, lambda node, now: node.lookup("5552002", now, timeout=1.5)),
+        (6.432, lambda node, now: calls.append(node.dial(bytes.fromhex(B_SID), now))),
+        (9.419, hang_up),
+    ]
+    return replay("A", "5552001", "Alice Test", [0x575A], [47095], actions=actions)
+
+
+B_SID = "A4CC73A6EACB57BBD6F9679DFC42231DD118C8C618BBDDD22761D5032F61E959"
+
+
+def test_as_the_caller_our_lookup_is_answered_by_servalds_recorded_replies(as_a):
+    _node, _sent, events, ids = as_a
+    answers = [e for _t, e in events if isinstance(e, DnaAnswer)]
+    assert [(a.sid, a.did, a.name) for a in answers] == [(ids["B"].sid, "5552002", "Bob Test")]
+
+
+def test_as_the_caller_we_drive_servalds_recorded_callee_to_the_end(as_a):
+    node, sent, events, _ids = as_a
+    ours = [parse_vomp(body) for _s, _f, body in frames_to(sent, "B", port=mdp.PORT_VOMP)]
+    first = ours[0]
+    assert (first.state_byte, first.sender_session, first.recipient_session) == (0x12, 0x575A, 0)
+    assert first.codecs == (2, 7)
+    assert (first.caller_number, first.called_number) == ("5552001", "")
+    states = [m.state_byte for m in ours]
+    assert [b for i, b in enumerate(states) if i == 0 or b != states[i - 1]] == [
+        0x12,
+        0x13,
+        0x43,
+        0x55,
+        0x56,
+        0x66,
+    ]
+    vomp_vectors = json.loads((VECTORS / "vomp_call.json").read_text())["vectors"]
+    expected = [
+        v["decoded"]["frames"][v["vomp_frame_index"]]["mdp"]["body"]["audio"]
+        for v in vomp_vectors
+        if v["from"] == "B"
+        and v["decoded"]["frames"][v["vomp_frame_index"]]["mdp"]["body"]["kind"] == "audio"
+    ]
+    heard = [e for _t, e in events if isinstance(e, AudioFrameReceived)]
+    assert [(e.time_ms, e.seq, e.payload.hex()) for e in heard] == [
+        (a["reconstructed_time_ms"], a["reconstructed_seq"], a["audio_hex"]) for a in expected
+    ]
+    assert any(isinstance(e, CallEnded) and not e.timed_out for _t, e in events)
+    assert node.calls.calls() == []

@@ -9,17 +9,19 @@ import json
 import random
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from netsim import Network, events_of
 
-from vomp import mdp
+from vomp import mdp, please_explain
+from vomp.address import AddressBook
 from vomp.dna import encode_dna_request
 from vomp.events import CallEnded, PeerLost
 from vomp.identity import Identity
 from vomp.messages import CallState
-from vomp.node import Node
-from vomp.packet import ACK_SOON, Frame, Packet, encode_packet
+from vomp.node import BROADCAST_ID_LIMIT, MAX_AUDIO_PAYLOAD, Node
+from vomp.packet import ACK_SOON, MTU, Frame, Packet, encode_packet, parse_packet
 
 REPO = Path(__file__).resolve().parent.parent
 CAPTURES = [
@@ -164,3 +166,81 @@ def test_call_ended_by_timeout_is_reported():
     net.run_until(net.now + 40.0)  # nobody rings or answers: ring timeout
     ended = events_of(a, CallEnded)
     assert [(e.call, e.timed_out) for e in ended] == [(call, True)]
+
+
+def test_audio_frames_fill_datagrams_up_to_the_mtu_and_no_further():
+    net, a, b = pair()
+    calls = []
+    net.at(net.now, lambda: calls.append(a.node.dial(b.node.sid, net.now)))
+    net.run_until(net.now + 0.1)
+    [call] = calls
+    [b_call] = b.node.calls.calls()
+    net.at(net.now, lambda: b.node.ring(b_call.call_id, net.now))
+    net.at(net.now, lambda: b.node.answer(b_call.call_id, net.now))
+    net.run_until(net.now + 0.1)
+    assert a.node.calls.get(call).local_state == CallState.INCALL
+    for _ in range(12):
+        assert a.node.send_audio(call, 2, bytes(MAX_AUDIO_PAYLOAD), 20)
+    sent = a.node.datagrams_to_send(net.now)
+    assert len(sent) == 12 and max(len(d) for d, _ in sent) == MTU
+    for _ in range(12):
+        a.node.send_audio(call, 2, bytes(100), 20)
+    sent = a.node.datagrams_to_send(net.now)
+    assert 1 < len(sent) < 12 and all(len(d) <= MTU for d, _ in sent)
+    with pytest.raises(ValueError, match="does not fit one datagram"):
+        a.node.send_audio(call, 2, bytes(MAX_AUDIO_PAYLOAD + 1), 20)
+
+
+def test_frames_for_other_nodes_are_neither_processed_nor_forwarded():
+    node = fresh_node()
+    peer = Identity.from_seed(bytes([5]) * 32)
+    other = Identity.from_seed(bytes([6]) * 32)
+    node.receive(encode_packet(Packet(peer.sid, [], flags=1, seq=1)), "P", 0.0)
+    node.datagrams_to_send(0.0)
+    payload = mdp.seal(
+        mdp.encode_content(12, 12, b"\x02"),
+        mdp.MdpMode.BOX,
+        shared_key=bytes(32),
+        nonce=bytes(24),
+    )
+    frame = Frame.to_peer(peer.sid, other.sid, payload, crypto_flags=0x30, frame_seq=9)
+    node.receive(encode_packet(Packet(peer.sid, [frame], flags=1, seq=2)), "P", 0.1)
+    assert node.counters["frames_not_for_us"] == 1
+    assert all(other.sid not in data for data, _dest in node.datagrams_to_send(0.1))
+
+
+def test_please_explain_for_a_third_node_is_answered_with_its_full_sid():
+    node = fresh_node()
+    asker = Identity.from_seed(bytes([5]) * 32)
+    third = Identity.from_seed(bytes([6]) * 32)
+    node.receive(encode_packet(Packet(third.sid, [], flags=1, seq=1)), "T", 0.0)
+    node.receive(encode_packet(Packet(asker.sid, [], flags=1, seq=1)), "Q", 0.0)
+    node.datagrams_to_send(0.0)
+    request = please_explain.encode_please_explain(
+        [please_explain.ExplainRequest(third.sid[:2]), please_explain.ExplainRequest(node.sid[:1])]
+    )
+    frame = Frame.to_peer(asker.sid, node.sid, request, type=0x60, frame_seq=4)
+    node.receive(encode_packet(Packet(asker.sid, [frame], flags=1, seq=2)), "Q", 0.1)
+    [data] = [d for d, t in node.datagrams_to_send(0.1) if t == "Q"]
+    book = AddressBook()
+    for sid in (asker.sid, node.sid):
+        book.learn(sid)
+    parsed = parse_packet(data, book, learn=False).packet
+    assert parsed.sender == node.sid  # our full SID in the header answers for us
+    [answer] = [f for f in parsed.frames if f.type == 0x60]
+    assert answer.destination == asker.sid
+    assert please_explain.parse_please_explain(answer.payload) == [
+        please_explain.ExplainAnswer(third.sid)
+    ]
+
+
+def test_a_flood_of_broadcast_ids_is_remembered_only_up_to_the_limit():
+    node = fresh_node()
+    peer = Identity.from_seed(bytes([5]) * 32)
+    for i in range(BROADCAST_ID_LIMIT + 500):
+        frame = Frame(
+            0x03, peer.sid, None, b"", frame_seq=i % 256, broadcast_id=i.to_bytes(8, "big"), ttl=31
+        )
+        node.receive(encode_packet(Packet(peer.sid, [frame])), "P", 0.0)
+    assert len(node._seen_broadcast_ids) == BROADCAST_ID_LIMIT
+    assert node.counters["internal_errors"] == 0

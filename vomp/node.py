@@ -3,8 +3,9 @@
 The transport feeds it datagrams with `receive(datagram, source_address, now)`, sends what
 `datagrams_to_send(now)` returns, calls `handle_timer(now)` at `next_timer()`, and drains
 `next_event()`. The application issues commands (`lookup`, `dial`, `ring`, `answer`, `hang_up`,
-`send_audio`). Nothing here reads a clock, a socket or os.urandom: randomness comes from the
-`rng` given at construction, so a test with a seeded rng replays exactly.
+`send_audio`). Nothing here reads a clock or a socket, and all randomness (nonces, sessions,
+ports, the frame-seq start) comes from the `rng` given at construction: the OS generator by
+default, a seeded Random in tests, which then replay exactly.
 
 What it does on the wire (SPEC §14): a tick broadcast every 500 ms with our full SID in the
 header; to every neighbour every 500 ms (and ~50 ms after an ACK_SOON frame) a link-state record
@@ -69,7 +70,12 @@ BROADCAST = _Broadcast()
 
 KEYMAP_RETRY = 0.5  # s between key-map requests to one peer while its key is missing
 BROADCAST_ID_MEMORY = 300.0  # s a (source, broadcast id) pair is remembered (§6 rule 4)
+BROADCAST_ID_LIMIT = 4096  # ... but no more of them than this, whatever a sender floods us with
 NAME_MAX = 64
+HEADER_LEN = 37  # version, encapsulation, 0x20 + SID, flags, packet seq: all our headers
+# The largest audio payload one datagram carries: MTU minus packet header, frame header
+# (flags, 0x20 + SID, frame seq, length), crypto_box overhead, port byte and VoMP audio header.
+MAX_AUDIO_PAYLOAD = MTU - HEADER_LEN - 37 - crypto.BOX_OVERHEAD - 1 - 11
 
 
 @dataclass
@@ -101,7 +107,8 @@ class Node:
         self.sid = identity.sid
         self.number = number
         self.name = name
-        self._rng = rng or random.Random()
+        # Production uses the OS generator (nonces, sessions, ports); tests pass a seeded one.
+        self._rng = rng or random.SystemRandom()
         self.book = AddressBook()
         self.book.learn(self.sid, identity.sign_public)
         self.neighbours = NeighbourTable(self._rng)
@@ -217,6 +224,11 @@ class Node:
 
     def send_audio(self, call: int, codec: int, payload: bytes, duration_ms: int) -> bool:
         """Queue one audio frame (opaque bytes); False if the call is not INCALL."""
+        if len(payload) > MAX_AUDIO_PAYLOAD:
+            raise ValueError(
+                f"audio payload of {len(payload)} bytes does not fit one datagram "
+                f"(at most {MAX_AUDIO_PAYLOAD}); send shorter frames"
+            )
         sent = self.calls.send_audio(call, codec, payload, duration_ms)
         self._flush_calls()
         return sent
@@ -272,6 +284,8 @@ class Node:
                 self.counters["duplicate_broadcasts"] += 1
                 return
             self._seen_broadcast_ids[key] = now
+            if len(self._seen_broadcast_ids) > BROADCAST_ID_LIMIT:  # oldest first: dicts keep order
+                del self._seen_broadcast_ids[next(iter(self._seen_broadcast_ids))]
         if not frame.is_broadcast and frame.destination != self.sid:
             self.counters["frames_not_for_us"] += 1
             return
@@ -443,7 +457,12 @@ class Node:
                 crypto_flags=MdpMode.SIGNED,
                 frame_seq=self.neighbours.next_frame_seq(),
             )
+            # Broadcast, and the same frame (same frame seq, so receivers drop the second copy)
+            # unicast to every neighbour, as servald does: Wi-Fi broadcasts are lossy, and
+            # servald ignores broadcasts from outside its subnet (§1).
             self._outbox.append((BROADCAST, frame))
+            for neighbour in self.neighbours:
+                self._outbox.append((neighbour.address, frame))
             self.counters["dna_requests_sent"] += 1
         for lookup in self.lookups.finished(now):
             self._events.append(DnaLookupFinished(lookup.number, bool(lookup.uris)))
@@ -507,20 +526,25 @@ class Node:
         self.counters["keymap_requests_sent"] += 1
 
     def _packets(self, destination: object, frames: list[Frame | None]) -> list[bytes]:
-        """Pack frames for one destination into as few datagrams as the MTU allows."""
-        real = [f for f in frames if f is not None]
+        """Pack frames for one destination into as few datagrams as the MTU allows (§1)."""
         unicast = destination is not BROADCAST
-        datagrams: list[bytes] = []
-        body = bytearray()
-        for frame in real:
+        room = MTU - HEADER_LEN
+        bodies: list[bytearray] = [bytearray()]
+        for frame in frames:
+            if frame is None:  # a tick: the header alone is enough
+                continue
             encoded = encode_frame(frame)
-            if body and len(body) + len(encoded) > MTU - 40:
-                datagrams.append(self._header(destination, unicast) + bytes(body))
-                body.clear()
-            body += encoded
-        if body or not datagrams:
-            datagrams.append(self._header(destination, unicast) + bytes(body))
-        return datagrams
+            if len(encoded) > room:
+                self._drop("frame_too_large")
+                continue
+            if len(bodies[-1]) + len(encoded) > room:
+                bodies.append(bytearray())
+            bodies[-1] += encoded
+        if len(bodies) > 1 and not bodies[-1]:
+            bodies.pop()
+        if not bodies[0] and None not in frames:
+            return []  # every frame was refused and no tick was asked for
+        return [self._header(destination, unicast) + bytes(body) for body in bodies]
 
     def _header(self, destination: object, unicast: bool) -> bytes:
         packet = Packet(
