@@ -107,6 +107,10 @@ def main() -> None:
             print(f"{prefix}jb_delay_ms_{condition} {np.mean(delays):.0f} ms", flush=True)
             if condition == "clean":
                 print(f"{prefix}bytes_per_packet {np.mean(sizes):.1f} bytes", flush=True)
+    if not args.only or "clean" in args.only:
+        # What a call with a servald peer that lacks Opus sounds like (narrowband µ-law).
+        value = score(lambda: (codecs.MULAW, AudioConfig()), clips, "clean", [], [])
+        print(f"mulaw_pesq_wb_clean {value:.2f} MOS-LQO", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Call audio signal processing: codecs, redundancy, jitter buffer, statistics. No ALSA here.
 
-The ALSA engine (hw/audio's device side) and the VoMP service use one object per call::
+The ALSA engine (hw/soundcard, on the alsa branch) and the VoMP service use one object per call::
 
     from hw.audio import CallAudio, OUR_CODECS, choose_send_codec
 
