@@ -55,6 +55,9 @@ def main() -> int:
     print(f"m2e_period_ms {pcm.period_ms:g} ms")
     print(f"m2e_prefill_periods {pcm.playback_prefill_periods} periods")
     print(f"m2e_jitter_buffer_target_ms {callee['target_delay_ms']:.1f} ms")
+    print(f"m2e_jitter_buffer_playout_ms {callee['playout_delay_ms']:.1f} ms")
+    print(f"m2e_callee_playback_starved {callee['device_playback_starved']} periods")
+    print(f"m2e_callee_playback_trimmed {callee['device_playback_trimmed']} periods")
     print(
         f"m2e_device_xruns {callee['device_xruns'] + result.caller['stats']['device_xruns']} xruns"
     )

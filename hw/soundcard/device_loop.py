@@ -74,10 +74,13 @@ class DeviceLoop:
         self._last_read_ns: int | None = None
         self.counters = DeviceCounters()
 
-    def prime(self) -> None:
-        """Queue the playback cushion; call once after opening, before the first period."""
+    def prime(self, periods: int | None = None) -> None:
+        """Queue the playback cushion; call once after opening, before the first period.
+
+        The capture wait that follows plays one period of it, so after each write the card
+        holds `prefill` periods: that is the steady state the cushion is."""
         silence = bytes(self._period_bytes)
-        for _ in range(self._prefill):
+        for _ in range(self._prefill if periods is None else periods):
             self._playback.write(silence)
 
     def run_period(self) -> None:
@@ -113,7 +116,9 @@ class DeviceLoop:
         self._settle()
         if self._playback.write(period) is XRUN:
             counters.playback_xruns += 1
-            self.prime()
+            # Back to the steady state: the period written now completes the cushion (one
+            # more would add a period of delay for the rest of the call).
+            self.prime(self._prefill - 1)
             self._playback.write(period)
 
     def _settle(self) -> None:
