@@ -33,7 +33,7 @@ from virtual_audio import (
 
 from firmware.handset_audio import HandsetAudio
 from hw.soundcard.devices import PcmSettings
-from hw.soundcard.engine import AudioEngine, EngineSettings
+from hw.soundcard.engine import AudioEngine, EngineSettings, become_realtime
 
 pytestmark = [
     pytest.mark.realtime,
@@ -76,6 +76,7 @@ class Echo(threading.Thread):
         self.moved = 0
 
     def run(self) -> None:
+        become_realtime(60)  # as the handset's call path is (falls back quietly if refused)
         while not self.stop_event.is_set():
             ready, _, _ = select.select([self.engine.capture_fd], [], [], 0.05)
             if ready:

@@ -184,7 +184,15 @@ def run_call(
             if player.error or recorder.error:
                 raise AssertionError(f"instruments failed: {player.error or recorder.error}")
             rng = random.Random(os.getpid())
-            extra = ["--period-frames", str(period_frames), "--prefill", str(prefill)]
+            # --seconds also sets the callee's patience: it waits that long for the hang-up
+            extra = [
+                "--period-frames",
+                str(period_frames),
+                "--prefill",
+                str(prefill),
+                "--seconds",
+                str(seconds),
+            ]
             callee = _peer(ns_b, "callee", rng.randbytes(32), "5553002", "hbcap", "hbplay", extra)
             caller = _peer(
                 ns_a,
@@ -197,8 +205,6 @@ def run_call(
                     *extra,
                     "--call",
                     "5553002",
-                    "--seconds",
-                    str(seconds),
                     "--kill-engine-after",
                     str(kill_engine_after),
                 ],

@@ -98,6 +98,12 @@ def free_server_name() -> str:
     raise RuntimeError(f"every JACK server name in {SERVER_NAMES} is in use")
 
 
+HARDWARE_PRIORITY = 85
+"""jackd plays the sound card's hardware, which no process can preempt: it (and the JACK
+threads it gives its clients) must outrank the engine (70) and the call path (60), or a busy
+call path delays the "hardware" and the bench reports xruns a real card would not have."""
+
+
 class JackServer:
     """A jackd with the dummy driver under a pool name; start() and stop()."""
 
@@ -125,6 +131,8 @@ class JackServer:
                     "-n",
                     self.name,
                     "-R",
+                    "-P",
+                    str(HARDWARE_PRIORITY),
                     "-d",
                     "dummy",
                     "-r",
