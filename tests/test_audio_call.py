@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from audio_signals import best_correlation, voiced, worst_window_correlation
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from hw.audio import MULAW, OPUS, OPUS_REDUNDANT, AudioConfig, CallAudio
@@ -80,7 +80,7 @@ def test_bad_payloads_are_counted_and_dropped_without_stopping_the_call():
     receiver.receive(OPUS_REDUNDANT, 0, b"", 0.0)
     receiver.receive(OPUS, 20, b"", 0.0)
     receiver.receive(MULAW, 40, b"", 0.0)
-    receiver.receive(MULAW, 40, b"\xff" * 7, 0.0)
+    receiver.receive(MULAW, 40, b"\xff" * 8, 0.0)  # 1 ms: shorter than any VoIP frame
     receiver.receive(0x33, 60, b"abc", 0.0)
     assert receiver.stats.malformed == 5
     assert receiver.stats.unsupported_codec == 1
@@ -175,6 +175,7 @@ def test_a_far_fetched_copy_offset_cannot_make_the_buffer_wait_past_its_cap():
     )
 )
 @settings(max_examples=60, deadline=None)
+@example([(OPUS, 0, b"\x00"), (MULAW, 1, bytes(8))])  # 1 ms µ-law slot, then Opus concealment
 def test_any_received_bytes_are_played_or_counted_never_raised(frames):
     receiver = CallAudio(OPUS_REDUNDANT)
     for n, (codec, time_ms, payload) in enumerate(frames):

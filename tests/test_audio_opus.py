@@ -76,6 +76,8 @@ def test_concealment_has_the_asked_length_and_continues_the_signal():
     assert step <= 2 * typical  # no click at the joint
     assert np.abs(first).mean() > 0.2 * np.abs(last).mean()  # continues, not silence
     assert len(dec.conceal(FRAME // 2)) == FRAME  # any 2.5 ms multiple
+    assert len(dec.conceal(16)) == 2 * 40  # 1 ms asked: libopus makes 2.5 ms at least
+    assert len(dec.conceal(100_000)) == 2 * 1920  # and 120 ms at most
 
 
 def test_garbage_is_refused_with_a_packet_error():

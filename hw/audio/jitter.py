@@ -9,14 +9,18 @@ towards a target: a high quantile of those transits (jitter cover) plus, while p
 lost, the time the rebuilt copies need to arrive (1 frame for Opus FEC, `recovery_frames` for
 the redundant payload).
 
-* Fast up: when the buffer runs dry it plays concealment *without* advancing (the frame is
-  probably late, not lost), and when the target rises it inserts a frame at the next quiet moment.
+* Fast up: while the delay is below target, a missing frame is waited for (concealment plays
+  *without* advancing: the frame is probably late, not lost), and with the frame there a quiet
+  moment is stretched by one frame. At or above target, a missing frame is lost.
 * Slow down: the quantile window forgets spikes after a few seconds, and the buffer removes at most
   one frame per `shrink_interval_ms`, in a quiet moment, only when a whole frame is surplus.
 * Clock drift between the two sound cards shows up as transits creeping up or down against the
   pulls; the same steering removes or inserts frames in silence, so the delay does not grow.
 * Quiet moments come from the caller: `pull(now, quiet=True)` says the last frame played was
   near-silent, so skipping or repeating one now is inaudible.
+
+A packet that arrives after its slot was played counts as late (jitter, which the quantile
+covers), and its slot no longer counts as a loss that makes the buffer wait for copies.
 
 When nothing at all arrives for `pause_after_ms`, the sender has paused: the buffer plays
 silence without counting loss and starts afresh on the next frame.
@@ -41,7 +45,7 @@ class Action(enum.Enum):
     FEC = "fec"  # the slot is lost; rebuild it from `frame`'s (the next frame's) FEC
     CONCEAL = "conceal"  # the slot is lost; run PLC
     STRETCH = "stretch"  # insert PLC without consuming a slot (underrun, or growing the delay)
-    SILENCE = "silence"  # playout has not started: nothing has arrived yet
+    SILENCE = "silence"  # not playing: nothing has arrived yet, or the sender paused
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -105,7 +104,6 @@ def run_one_way(
     tail_ms: int = 400,
     playback_phase_ms: float = 3.0,
     receiver_clock_ppm: float = 0.0,
-    on_packet: Callable[[int, bytes], None] | None = None,
 ) -> bytes:
     """Play `pcm` into the sender's capture; return what the receiver's playback produced.
 
@@ -126,8 +124,6 @@ def run_one_way(
         captured_at = (k + 1) * period_ms
         chunk = pcm[k * period_bytes : (k + 1) * period_bytes]
         for frame in sender.capture(chunk):
-            if on_packet:
-                on_packet(sent, frame.payload)
             for arrival in link.deliveries(captured_at):
                 heapq.heappush(in_flight, (arrival, sent, frame.codec, media_ms, frame.payload))
             media_ms += frame.duration_ms

@@ -109,16 +109,25 @@ class OpusDecoder:
         """Rebuild the lost frame *before* `next_packet` from its in-band FEC copy.
 
         libopus falls back to concealment by itself when that packet carries no FEC data.
+        `samples` is rounded as for `conceal`.
         """
         try:
-            return self._dec.decode(next_packet, samples, decode_fec=True)
+            return self._dec.decode(next_packet, self._plc_size(samples), decode_fec=True)
         except opuslib_next.OpusError as e:
             raise OpusPacketError(str(e)) from e
 
     def conceal(self, samples: int) -> bytes:
-        """Packet loss concealment: `samples` of audio continuing what was last decoded."""
+        """Packet loss concealment continuing what was last decoded.
+
+        libopus conceals whole 2.5 ms steps only (up to 120 ms), so `samples` is rounded up to
+        one; the caller gets what was made (the pipeline takes PCM of any length).
+        """
         state = self._dec.decoder_state
-        return opus_decoder.decode(state, None, 0, samples, False, channels=1)
+        return opus_decoder.decode(state, None, 0, self._plc_size(samples), False, channels=1)
+
+    def _plc_size(self, samples: int) -> int:
+        step = self.sample_rate // 400  # 2.5 ms
+        return min(max(step, -(-samples // step) * step), MAX_FRAME_MS * self.sample_rate // 1000)
 
     @staticmethod
     def may_carry_fec(packet: bytes) -> bool:

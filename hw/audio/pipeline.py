@@ -25,6 +25,11 @@ from hw.audio.opus import OpusDecoder, OpusEncoder, OpusPacketError, OpusSetting
 from hw.audio.redundancy import PayloadError, RedundancyPacker, parse
 from hw.audio.stats import AudioStats
 
+MIN_FRAME_MS = 5
+"""Shorter frames (Opus allows 2.5 ms) are refused: no VoIP sender uses them, and media time is
+kept in whole ms with slots no finer than the concealment libopus can produce."""
+MIN_FRAME_BYTES_MULAW = 8 * MIN_FRAME_MS
+
 
 @dataclass(frozen=True)
 class AudioConfig:
@@ -132,7 +137,7 @@ class CallAudio:
             self.jitter_buffer.recovery_frames = int(self.config.wait_for_fec)
             self._put_opus(media_time_ms, payload, now, redundant=False)
         elif codec == codecs.MULAW:
-            if not payload or len(payload) % 8:  # whole milliseconds at 8 kHz
+            if not payload or len(payload) % MIN_FRAME_BYTES_MULAW:
                 s.malformed += 1
                 return
             frame = EncodedFrame(codecs.MULAW, payload, len(payload) // 8)
@@ -147,6 +152,9 @@ class CallAudio:
             self.stats.malformed += 1
             return
         duration = samples * 1000 // self.config.sample_rate
+        if duration < MIN_FRAME_MS or samples * 1000 % self.config.sample_rate:
+            self.stats.malformed += 1
+            return
         fec = OpusDecoder.may_carry_fec(packet)
         frame = EncodedFrame(codecs.OPUS, packet, duration, redundant, fec)
         self.jitter_buffer.put(time_ms, frame, now)
