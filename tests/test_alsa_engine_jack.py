@@ -58,10 +58,10 @@ def jack(tmp_path: Path, monkeypatch):
     server = JackServer()
     conf = tmp_path / "jack.conf"
     conf.write_text(bench_conf("hs"))
+    monkeypatch.setenv("ALSA_CONFIG_PATH", alsa_config_path(conf))
+    server.start()  # may settle on another pool name than it was made with: env after
     for key, value in server.env().items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setenv("ALSA_CONFIG_PATH", alsa_config_path(conf))
-    server.start()
     yield server
     server.stop()
 

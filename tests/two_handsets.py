@@ -169,9 +169,9 @@ def run_call(
         conf = Path(tmp) / "jack.conf"
         conf.write_text(bench_conf(tag))
         saved = {k: os.environ.get(k) for k in ("ALSA_CONFIG_PATH", *server.env())}
-        os.environ.update(server.env())
         os.environ["ALSA_CONFIG_PATH"] = alsa_config_path(conf)
-        server.start()
+        server.start()  # may settle on another pool name than it was made with: env after
+        os.environ.update(server.env())
         player = PcmPlayer(
             "player", click_train(RATE, CLICK_EVERY_S, CLICK_EVERY_S, 0.0), loop=True
         )

@@ -85,8 +85,9 @@ name. So servers here take a name from this small pool instead of a fresh one ea
 
 
 def free_server_name() -> str:
-    """The first pool name no running jackd uses."""
-    for name in SERVER_NAMES:
+    """A pool name no running jackd uses (each process starts looking at its own place)."""
+    start = os.getpid() % len(SERVER_NAMES)
+    for name in SERVER_NAMES[start:] + SERVER_NAMES[:start]:
         check = subprocess.run(
             ["jack_wait", "-c", "-s", name],
             capture_output=True,
@@ -123,38 +124,34 @@ class JackServer:
         return {"JACK_DEFAULT_SERVER": self.name, "JACK_NO_AUDIO_RESERVATION": "1"}
 
     def start(self) -> None:
-        env = {**os.environ, **self.env()}
+        """Start jackd and wait until it answers. Another run may take the same pool name at
+        the same moment; then our jackd exits at once and we try the next free name."""
+        for _ in SERVER_NAMES:
+            self._launch()
+            ready = subprocess.run(
+                ["jack_wait", "-s", self.name, "-w", "-t", "10"],
+                env={**os.environ, **self.env()},
+                capture_output=True,
+            )
+            time.sleep(0.3)  # a jackd that lost the name race is gone by now
+            if ready.returncode == 0 and self.proc is not None and self.proc.poll() is None:
+                return
+            self.stop()
+            self.name = free_server_name()
+            self.log = Path(f"/tmp/jackd-{self.name}.log")
+        raise RuntimeError(f"no jackd would start; last log: {self.log.read_text()[-500:]}")
+
+    def _launch(self) -> None:
+        command = ["jackd", "-n", self.name, "-R", "-P", str(HARDWARE_PRIORITY), "-d", "dummy"]
+        command += ["-r", str(self.rate), "-p", str(self.period), "-C", "2", "-P", "2"]
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
-                [
-                    "jackd",
-                    "-n",
-                    self.name,
-                    "-R",
-                    "-P",
-                    str(HARDWARE_PRIORITY),
-                    "-d",
-                    "dummy",
-                    "-r",
-                    str(self.rate),
-                    "-p",
-                    str(self.period),
-                    "-C",
-                    "2",
-                    "-P",
-                    "2",
-                ],
-                env=env,
+                command,
+                env={**os.environ, **self.env()},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
-        subprocess.run(
-            ["jack_wait", "-s", self.name, "-w", "-t", "10"],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
