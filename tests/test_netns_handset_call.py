@@ -43,7 +43,8 @@ def test_speech_into_handset_a_is_heard_from_handset_b_over_udp_between_namespac
 
 
 def test_the_call_survives_its_sound_card_process_dying_and_audio_comes_back():
-    result = run_call(5.0, kill_engine_after=2.0)
+    # Clicks 0.5 s apart: after the outage the far jitter buffer waits longer for a while.
+    result = run_call(7.0, kill_engine_after=2.0, click_every_s=0.5)
     caller = result.caller
     assert caller["timed_out"] is False
     assert caller["stats"]["device_reopens"] >= 1  # a fresh engine process took over
@@ -52,4 +53,4 @@ def test_the_call_survives_its_sound_card_process_dying_and_audio_comes_back():
     # (the kill comes about 2 s after the first click was heard).
     start = result.call_started_s
     assert any(at < start + 1.8 for at in result.heard_at_s)
-    assert sum(at > start + 3.0 for at in result.heard_at_s) >= 4, result.heard_at_s
+    assert sum(at > start + 3.5 for at in result.heard_at_s) >= 4, result.heard_at_s

@@ -160,9 +160,16 @@ def _result(process: subprocess.Popen[bytes], timeout: float) -> dict:
 
 
 def run_call(
-    seconds: float, *, period_frames: int = 160, prefill: int = 2, kill_engine_after: float = 0.0
+    seconds: float,
+    *,
+    period_frames: int = 160,
+    prefill: int = 2,
+    kill_engine_after: float = 0.0,
+    click_every_s: float = CLICK_EVERY_S,
 ) -> CallResult:
-    """Place one call A -> B with a click train into A's microphone for `seconds`."""
+    """Place one call A -> B with a click train into A's microphone for `seconds`. A click is
+    matched to its arrival only within 0.8 x `click_every_s`, so space clicks wider than
+    the longest delay the test must see."""
     tag = f"hs{os.getpid()}r{random.randrange(1000)}"
     server = JackServer()
     with tempfile.TemporaryDirectory() as tmp, bridged_namespaces() as (ns_a, ns_b):
@@ -173,7 +180,7 @@ def run_call(
         server.start()  # may settle on another pool name than it was made with: env after
         os.environ.update(server.env())
         player = PcmPlayer(
-            "player", click_train(RATE, CLICK_EVERY_S, CLICK_EVERY_S, 0.0), loop=True
+            "player", click_train(RATE, click_every_s, click_every_s, 0.0), loop=True
         )
         recorder = PcmRecorder("recorder", channels=2)
         try:
@@ -223,12 +230,12 @@ def run_call(
                 else:
                     os.environ[key] = value
     channels = array("h", recorder.data)
-    heard = click_arrivals(channels[0::2], channels[1::2], RATE, max_lag_s=0.8 * CLICK_EVERY_S)
+    heard = click_arrivals(channels[0::2], channels[1::2], RATE, max_lag_s=0.8 * click_every_s)
     return CallResult(
         caller_result,
         callee_result,
         [lag for _, lag in heard],
-        int(seconds / CLICK_EVERY_S),
+        int(seconds / click_every_s),
         [at for at, _ in heard],
         heard[0][0] if heard else 0.0,
     )
