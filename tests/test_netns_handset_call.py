@@ -26,10 +26,10 @@ pytestmark = [
 def test_speech_into_handset_a_is_heard_from_handset_b_over_udp_between_namespaces():
     result = run_call(3.0)
     caller, callee = result.caller, result.callee
-    # Most clicks made it across; the first ones may go before B's audio is up.
+    # Most clicks made it across (the first ones may go before B's audio is up), each heard
+    # within 200 ms of being played, as a live call's audio is: a click is only matched to
+    # a sound that comes out of B's earpiece within 0.8 x the 250 ms click spacing.
     assert len(result.lags_ms) >= result.clicks_sent * 0.6, result.lags_ms
-    # ...and each one arrived as a live call's audio does: well within a fifth of a second.
-    assert max(result.lags_ms) < 200, result.lags_ms
     for side in (caller, callee):
         stats = side["stats"]
         assert side["timed_out"] is False
