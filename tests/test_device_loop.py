@@ -192,3 +192,19 @@ def test_engine_runs_on_the_fake_backend_as_a_silent_card_that_keeps_time():
         stats = engine.stats()
     assert captured and not any(captured)  # whole periods of silence
     assert stats.state == "running" and stats.reopens == 0
+
+
+def test_counters_left_half_written_by_a_killed_engine_can_still_be_read():
+    import os
+    import struct
+
+    from hw.soundcard.device_loop import DeviceCounters
+    from hw.soundcard.engine import SHM_SIZE, SharedCounters
+
+    fd = os.memfd_create("counters-test")
+    os.ftruncate(fd, SHM_SIZE)
+    shared = SharedCounters(fd)
+    shared.publish(DeviceCounters(periods=41))
+    struct.pack_into("<q", shared._map, 0, 3)  # the writer died between its two stores
+    assert shared.read().periods == 41
+    os.close(fd)

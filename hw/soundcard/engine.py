@@ -109,11 +109,13 @@ class SharedCounters:
         struct.pack_into("<q", self._map, 0, self._seq)
 
     def read(self) -> DeviceCounters:
-        while True:
+        """A consistent snapshot; if the writer died mid-write (killed), its last values."""
+        for _ in range(1000):
             seq, *values = _LAYOUT.unpack_from(self._map, 0)
             if seq % 2 == 0 and struct.unpack_from("<q", self._map, 0)[0] == seq:
                 return DeviceCounters(*values)
             time.sleep(0)
+        return DeviceCounters(*values)
 
     def clear(self) -> None:
         self._map[: _LAYOUT.size] = bytes(_LAYOUT.size)
