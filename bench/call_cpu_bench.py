@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -23,7 +24,25 @@ SECONDS = float(os.environ.get("CALL_CPU_SECONDS", "60"))
 PERIOD_FRAMES = int(os.environ.get("M2E_PERIOD_FRAMES", str(PcmSettings().period_frames)))
 
 
+def engine_alone_cpu_percent(seconds: float = 10.0) -> float:
+    """The engine process on the fake card (a sleep per period, no ALSA, no JACK): what the
+    engine itself costs, without the virtual card's JACK threads and 48 kHz resampling."""
+    from hw.soundcard.engine import AudioEngine, EngineSettings
+
+    with AudioEngine(EngineSettings(backend="fake")) as engine:
+        time.sleep(1.0)
+        start, began = engine.process_cpu_seconds(), time.monotonic()
+        end = began + seconds
+        while time.monotonic() < end:
+            time.sleep(0.01)
+            data = engine.read_capture()
+            engine.write_playback(data)
+        used = engine.process_cpu_seconds() - start
+        return 100.0 * used / (time.monotonic() - began)
+
+
 def main() -> int:
+    print(f"cpu_percent_engine_process_fake_card {engine_alone_cpu_percent():.2f} %")
     if os.geteuid() != 0:
         print("# call_cpu_bench: needs root for network namespaces; skipped", file=sys.stderr)
         return 0
