@@ -27,6 +27,7 @@ from hw.soundcard.devices import PcmSettings
 
 SECONDS = float(os.environ.get("M2E_SECONDS", "12"))
 PREFILL = int(os.environ.get("M2E_PREFILL", str(PcmSettings().playback_prefill_periods)))
+CODECS = os.environ.get("M2E_CODECS", "ours")  # "servald": plain Opus, as with a servald peer
 PERIOD_FRAMES = int(os.environ.get("M2E_PERIOD_FRAMES", str(PcmSettings().period_frames)))
 
 
@@ -43,15 +44,30 @@ def main() -> int:
     pcm = PcmSettings(period_frames=PERIOD_FRAMES, playback_prefill_periods=PREFILL)
     lookahead = OpusEncoder(config.opus).lookahead_ms
     floor = config.frame_ms + lookahead + pcm.playback_prefill_periods * pcm.period_ms
-    result = run_call(SECONDS, period_frames=PERIOD_FRAMES, prefill=PREFILL)
+    result = run_call(SECONDS, period_frames=PERIOD_FRAMES, prefill=PREFILL, codecs=CODECS)
     lags = result.lags_ms[2:]  # the first clicks meet a jitter buffer still settling
     print(f"# lags ms: {' '.join(f'{x:.0f}' for x in result.lags_ms)}", file=sys.stderr)
+    keys = (
+        "stretched",
+        "dropped",
+        "late",
+        "concealed",
+        "lost",
+        "resyncs",
+        "device_xruns",
+        "device_capture_dropped",
+        "device_playback_trimmed",
+        "device_playback_starved",
+    )
+    for role, side in (("caller", result.caller), ("callee", result.callee)):
+        print(f"# {role}: " + " ".join(f"{k}={side['stats'][k]}" for k in keys), file=sys.stderr)
     callee = result.callee["stats"]
     print(f"m2e_latency_ms_p50 {statistics.median(lags):.1f} ms")
     print(f"m2e_latency_ms_p95 {percentile(lags, 0.95):.1f} ms")
     print(f"m2e_floor_ms {floor:.1f} ms")
     print(f"m2e_clicks_heard {len(result.lags_ms)}/{result.clicks_sent} clicks")
     print(f"m2e_frame_ms {config.frame_ms} ms")
+    print(f"m2e_codec {result.caller['stats']['codec_sent']} vomp_codec")
     print(f"m2e_period_ms {pcm.period_ms:g} ms")
     print(f"m2e_prefill_periods {pcm.playback_prefill_periods} periods")
     print(f"m2e_jitter_buffer_target_ms {callee['target_delay_ms']:.1f} ms")

@@ -23,7 +23,7 @@ import time
 
 from firmware.handset_audio import HandsetAudio
 from firmware.transport import start
-from hw.audio import OUR_CODECS
+from hw.audio import MULAW, OPUS, OUR_CODECS
 from hw.soundcard.devices import PcmSettings
 from hw.soundcard.engine import AudioEngine, EngineSettings, become_realtime
 from vomp.events import AudioFrameReceived, CallEnded, CallStateChanged, DnaAnswer, PeerFound
@@ -102,7 +102,9 @@ class Handset:
 
 async def main(args: argparse.Namespace) -> dict:
     identity = Identity.from_seed(bytes.fromhex(args.seed))
-    node = Node(identity, args.number, args.role, rng=random.Random(args.seed), codecs=OUR_CODECS)
+    # "servald" offers only what servald decodes (µ-law, plain Opus), as a servald peer would
+    codecs = (MULAW, OPUS) if args.codecs == "servald" else OUR_CODECS
+    node = Node(identity, args.number, args.role, rng=random.Random(args.seed), codecs=codecs)
     pcm = PcmSettings(
         capture_device=args.capture,
         playback_device=args.playback,
@@ -183,6 +185,7 @@ if __name__ == "__main__":
     parser.add_argument(
         "--kill-engine-after", type=float, default=0.0, help="seconds into the call"
     )
+    parser.add_argument("--codecs", choices=["ours", "servald"], default="ours")
     parser.add_argument("--budget", type=float, default=30.0)
     arguments = parser.parse_args()
     profile_to = os.environ.get("HANDSET_PROFILE")  # a path prefix: where cProfile writes

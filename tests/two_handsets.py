@@ -166,6 +166,7 @@ def run_call(
     prefill: int = 2,
     kill_engine_after: float = 0.0,
     click_every_s: float = CLICK_EVERY_S,
+    codecs: str = "ours",
 ) -> CallResult:
     """Place one call A -> B with a click train into A's microphone for `seconds`. A click is
     matched to its arrival only within 0.8 x `click_every_s`, so space clicks wider than
@@ -199,6 +200,8 @@ def run_call(
                 str(prefill),
                 "--seconds",
                 str(seconds),
+                "--codecs",
+                codecs,
             ]
             callee = _peer(ns_b, "callee", rng.randbytes(32), "5553002", "hbcap", "hbplay", extra)
             caller = _peer(
