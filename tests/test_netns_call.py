@@ -12,6 +12,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -140,3 +141,26 @@ def test_a_call_survives_20_percent_loss_each_way(bridged_namespaces):
     for heard, sent in ((callee["audio"], sent_by(b"A")), (caller["audio"], sent_by(b"B"))):
         assert heard == [frame for frame in sent if frame in heard]  # in order, no duplicates
         assert len(heard) >= 3
+
+
+def test_handset_run_answers_a_call_over_the_bridge(bridged_namespaces, tmp_path):
+    """The shipped command (`make run`) in one namespace, auto-answering our test caller."""
+    ns_a, ns_b = bridged_namespaces
+    handset = Path(sys.executable).parent / "handset"
+    command = ["ip", "netns", "exec", ns_b, str(handset), "run", "--interface", "eth0"]
+    command += ["--keyring", str(tmp_path / "keyring"), "--number", "5552002", "--name", "Run"]
+    command += ["--auto-answer"]
+    daemon = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "number 5552002" in daemon.stderr.readline()
+        caller = result_of(
+            start_peer(ns_a, "caller", bytes(range(32)), "5552001", "--call", "5552002")
+        )
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        log = daemon.communicate(timeout=10)[1]
+    assert daemon.returncode == 0
+    assert caller["dna"][1:] == ["5552002", "Run"]
+    assert caller["deleted"]
+    assert log.count("AudioFrameReceived(") == 10
+    assert "CallEnded(" in log
