@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: all venv test lint check clean
+.PHONY: all venv test lint check clean run
 
 all: venv
 
@@ -32,3 +32,8 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache
+
+# Start the handset; e.g. make run HANDSET_ARGS="--interface bat0 --number 5551234 --name Kim"
+HANDSET_ARGS ?=
+run: venv
+	$(VENV)/bin/handset run $(HANDSET_ARGS)
