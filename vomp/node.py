@@ -381,8 +381,10 @@ class Node:
             if mode is not MdpMode.BOX:
                 self._drop("vomp_not_boxed")
                 return
-            msg = parse_vomp(message.body)
-            self.calls.receive(frame.source, msg, now)
+            ignored_before = self.calls.ignored
+            self.calls.receive(frame.source, parse_vomp(message.body), now)
+            if self.calls.ignored != ignored_before:  # no call matched, or an "ignore" cell
+                self.counters["vomp_messages_ignored"] += 1
         else:
             self.counters["frames_unbound_port"] += 1
 
