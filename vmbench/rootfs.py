@@ -56,6 +56,15 @@ DPKG_EXCLUDES = (
     "path-exclude=/usr/share/locale/*",
     "path-exclude=/usr/share/info/*",
 )
+WARM_TEST = """
+import hypothesis.strategies as st
+from hypothesis import given
+
+
+@given(st.binary())
+def test_warm(data):
+    assert isinstance(data, bytes)
+"""
 CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8"}
 
 
@@ -113,15 +122,23 @@ def _build(constraints: Path, out: Path, log) -> None:
         env=CLEAN_ENV,
     )
     (wheels / "requirements.txt").write_text("\n".join(requirements) + "\n")
+    (wheels / "warm_test.py").write_text(WARM_TEST)
 
     tree = out / "tree"
     log(f"vmbench: mmdebstrap {SUITE} into {tree}")
-    install_wheels = (
-        f'chroot "$1" python3 -m venv {Path(GUEST_PYTHON).parent.parent} && '
-        f'chroot "$1" {GUEST_PYTHON} -m pip install -q --no-index --no-cache-dir '
-        "--disable-pip-version-check --find-links /tmp/wheels -r /tmp/wheels/requirements.txt && "
-        f'chroot "$1" {GUEST_PYTHON} -m pip freeze > "$1"/opt/venv/freeze.txt && '
-        'rm -rf "$1"/tmp/wheels "$1"/var/cache/apt/*.bin "$1"/var/lib/apt/lists/*'
+    venv = Path(GUEST_PYTHON).parent.parent
+    install_wheels = " && ".join(
+        [
+            f'chroot "$1" python3 -m venv {venv}',
+            f'chroot "$1" {GUEST_PYTHON} -m pip install -q --no-index --no-cache-dir'
+            " --disable-pip-version-check --find-links /tmp/wheels -r /tmp/wheels/requirements.txt",
+            f'chroot "$1" {GUEST_PYTHON} -m pip freeze > "$1"{venv}/freeze.txt',
+            # pytest rewrites the asserts of its plugins' whole distributions (hypothesis: ~80
+            # modules, 20-40 s under TCG) at each start, unless the rewritten bytecode is cached.
+            f'chroot "$1" sh -c "cd /tmp/wheels && {GUEST_PYTHON} -m pytest -q'
+            ' -p no:cacheprovider warm_test.py"',
+            'rm -rf "$1"/tmp/wheels "$1"/var/cache/apt/*.bin "$1"/var/lib/apt/lists/*',
+        ]
     )
     cmd = [
         "mmdebstrap",
