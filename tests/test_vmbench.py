@@ -1,6 +1,6 @@
 """The bench's build steps that can be checked on the host, fast: the cache never trusts a
 half-built stage, the kernel is found inside vmlinuz, boot modules load in dependency order,
-and the guest's Python packages must all be pinned."""
+and the guest gets the project's own Python dependencies."""
 
 from __future__ import annotations
 
@@ -86,12 +86,16 @@ def test_unknown_boot_module_is_named_in_the_error(tmp_path):
         initramfs.module_closure(tmp_path, ("overlay",))
 
 
-def test_guest_packages_come_from_constraints_and_an_unpinned_one_is_named(tmp_path):
-    repo_constraints = Path(__file__).resolve().parent.parent / "constraints.txt"
-    pins = rootfs.pinned_requirements(repo_constraints)
-    assert len(pins) == len(rootfs.PYTHON_PACKAGES)
-    assert all("==" in pin for pin in pins)
-    partial = tmp_path / "constraints.txt"
-    partial.write_text("pynacl==1.6.2\n# comment\n")
-    with pytest.raises(ValueError, match=r"constraints.txt: pin .*pyroute2"):
-        rootfs.pinned_requirements(partial)
+def test_guest_gets_the_project_dependencies_and_test_extra_but_no_linter(tmp_path):
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\ndependencies = ["pynacl", "pyroute2>=0.9", "numpy"]\n'
+        '[project.optional-dependencies]\ntest = ["pytest", "ruff"]\nsystemd = ["systemd-python"]\n'
+    )
+    assert rootfs.guest_packages(tmp_path) == [
+        "lgpio",
+        "numpy",
+        "pynacl",
+        "pyroute2",
+        "pytest",
+        "rpi-lgpio",
+    ]
