@@ -63,9 +63,9 @@ def stage(name: str, stage_key: str, build: Callable[[Path], None], log=print) -
     return final
 
 
-def _drop_older(root: Path, name: str, keep: Path, count: int = 2) -> None:
-    """Old builds are dead weight (hundreds of MB); keep the `count` most recently used, so two
-    branches with different recipes do not rebuild each other's stage at every run."""
+def _drop_older(root: Path, name: str, keep: Path, count: int = 4) -> None:
+    """Old builds are dead weight (hundreds of MB); keep the `count` most recently used, so the
+    worktrees of several branches (different pins) do not rebuild each other's stages."""
     builds = sorted(
         (p for p in root.glob(f"{name}-*") if p.is_dir() and p != keep),
         key=lambda p: p.stat().st_mtime,
