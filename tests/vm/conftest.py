@@ -109,6 +109,12 @@ def _skip_reason() -> str | None:
     return None
 
 
+def pytest_itemcollected(item):
+    """Every bench test carries the `vm` mark, so `pytest -m "not vm"` leaves the VM out."""
+    if _VM_DIR in Path(item.path).parents:
+        item.add_marker("vm")
+
+
 if not in_guest():
 
     @pytest.hookimpl(trylast=True)
@@ -122,7 +128,6 @@ if not in_guest():
             stand_in = VmTest.from_parent(item.parent, name=item.name)
             stand_in.own_markers.extend(item.own_markers)
             stand_in.keywords.update(item.keywords)
-            stand_in.add_marker("vm")
             if skip_reason:
                 stand_in.add_marker(pytest.mark.skip(reason=skip_reason))
             items[index] = stand_in
