@@ -88,7 +88,12 @@ def _inner_run(session: pytest.Session):
         timeout = float(os.environ.get("VMBENCH_TIMEOUT", "900"))
         start = time.monotonic()
         stash[_INNER_RUN] = inner_pytest.run_pytest(
-            session.config.rootpath, nodeids, job_dir=job, timeout=timeout, log=_print
+            session.config.rootpath,
+            nodeids,
+            job_dir=job,
+            timeout=timeout,
+            echo=os.environ.get("VMBENCH_ECHO") == "1",
+            log=_print,
         )
         stash[_INNER_RUN].host_seconds = time.monotonic() - start
     return stash[_INNER_RUN]

@@ -9,6 +9,7 @@ import os
 import re
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -87,7 +88,9 @@ def test_line_topology_makes_the_ends_talk_through_the_middle(line3):
 def test_snd_aloop_card_captures_what_was_played(bench):
     import alsaaudio
 
-    (node,) = bench.nodes(1, audio=True)
+    node, other = bench.nodes(2, audio=True)
+    cards = set(re.findall(r"\[(\S+)\s*\]", Path("/proc/asound/cards").read_text()))
+    assert {node.card, other.card} <= cards
     rate, period = 16000, 320
     frame = bytes(range(256)) * 2 + bytes(128)  # 640 bytes = 320 S16_LE mono frames
     captured = bytearray()
