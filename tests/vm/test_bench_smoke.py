@@ -166,3 +166,41 @@ def test_rpi_gpio_api_drives_gpio_sim_through_rpi_lgpio(bench):
     finally:
         proc.communicate("\n", timeout=60)
     assert proc.returncode == 0
+
+
+def test_matrix_keypad_on_gpio_sim_answers_a_row_scan(bench):
+    import lgpio
+
+    from vmbench.guest import MatrixKeypad
+
+    (node,) = bench.nodes(1, gpio_lines=8)
+    rows, cols = [0, 1, 2, 3], [4, 5, 6, 7]
+    keypad = MatrixKeypad(node.gpio, rows, cols, ["123A", "456B", "789C", "*0#D"])
+    handle = lgpio.gpiochip_open(node.gpio.number)
+
+    def scan() -> list[tuple[int, int]]:
+        """What a keypad driver does: drive one row low at a time, read the columns."""
+        found = []
+        for r, row in enumerate(rows):
+            lgpio.gpio_write(handle, row, 0)
+            time.sleep(0.1)
+            found += [(r, c) for c, col in enumerate(cols) if lgpio.gpio_read(handle, col) == 0]
+            lgpio.gpio_write(handle, row, 1)
+        return found
+
+    try:
+        for row in rows:
+            lgpio.gpio_claim_output(handle, row, 1)
+        for col in cols:
+            lgpio.gpio_claim_input(handle, col)
+        assert scan() == []
+        keypad.press("6")
+        assert scan() == [(1, 2)]
+        keypad.press("*")
+        assert scan() == [(1, 2), (3, 0)]
+        keypad.release("6")
+        keypad.release("*")
+        assert scan() == []
+    finally:
+        keypad.close()
+        lgpio.gpiochip_close(handle)
