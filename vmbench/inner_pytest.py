@@ -11,6 +11,7 @@ from vmbench import image as image_mod
 from vmbench import vm
 
 GUEST_PYTEST = "/opt/venv/bin/python -m pytest"
+HANG_REPORT_SECONDS = 300
 
 
 @dataclass
@@ -32,6 +33,8 @@ def run_pytest(
     command = (
         "VMBENCH_RESULTS=/job/results.json "
         f"{GUEST_PYTEST} -p vmbench.results_plugin -p no:cacheprovider "
+        # a test stuck for minutes prints every thread's stack, so a hang can be read
+        f"-o faulthandler_timeout={HANG_REPORT_SECONDS} "
         f"--junitxml=/job/junit.xml {' '.join(shlex.quote(a) for a in args)}"
     )
     result = vm.run(command, img, repo, job_dir=job_dir, timeout=timeout, echo=echo)
