@@ -104,16 +104,22 @@ def test_snd_aloop_card_captures_what_was_played(bench):
     capture = pcm(alsaaudio.PCM_CAPTURE, node.alsa_peer_device)
     playback = pcm(alsaaudio.PCM_PLAYBACK, node.alsa_device)
 
+    stop = threading.Event()
+
     def play():
-        for _ in range(25):
+        while not stop.is_set():
             playback.write(frame)
 
+    # Capture runs from its first read whether or not anything plays yet, so read until the
+    # played pattern shows up (a loaded TCG guest may start the player late), within 10 s.
     player = threading.Thread(target=play)
     player.start()
-    for _ in range(20):
+    deadline = time.monotonic() + 10
+    while frame not in bytes(captured[-4 * len(frame) :]) and time.monotonic() < deadline:
         length, data = capture.read()
         if length > 0:
             captured += data
+    stop.set()
     player.join()
     playback.close()
     capture.close()
@@ -183,7 +189,7 @@ def test_matrix_keypad_on_gpio_sim_answers_a_row_scan(bench):
         found = []
         for r, row in enumerate(rows):
             lgpio.gpio_write(handle, row, 0)
-            time.sleep(0.1)
+            time.sleep(0.2)
             found += [(r, c) for c, col in enumerate(cols) if lgpio.gpio_read(handle, col) == 0]
             lgpio.gpio_write(handle, row, 1)
         return found
