@@ -30,6 +30,9 @@ def run_pytest(
 ) -> InnerRun:
     """`pytest ARGS` in the guest's /src (the repository), one boot."""
     img = image_mod.build(repo, log=log)
+    if job_dir is not None:  # a reused job dir must not show a previous run's results
+        for stale in ("results.json", "junit.xml"):
+            (Path(job_dir) / stale).unlink(missing_ok=True)
     command = (
         "VMBENCH_RESULTS=/job/results.json "
         f"{GUEST_PYTEST} -p vmbench.results_plugin -p no:cacheprovider "
