@@ -52,6 +52,8 @@ class VmTestFailed(Exception):
 class VmTest(pytest.Item):
     """Host stand-in for one test that runs in the VM."""
 
+    line: int = 0  # the test function's line, for reports (a skip mark needs one)
+
     def runtest(self) -> None:
         inner = _inner_run(self.session)
         entry = inner.results.get(self.nodeid)
@@ -75,7 +77,7 @@ class VmTest(pytest.Item):
         return super().repr_failure(excinfo)
 
     def reportinfo(self):
-        return self.path, None, f"[vm] {self.nodeid}"
+        return self.path, self.line, f"[vm] {self.nodeid}"
 
 
 def _inner_run(session: pytest.Session):
@@ -131,6 +133,7 @@ if not in_guest():
             if skip_reason is None:
                 skip_reason = _skip_reason() or ""
             stand_in = VmTest.from_parent(item.parent, name=item.name)
+            stand_in.line = item.reportinfo()[1] or 0
             stand_in.own_markers.extend(item.own_markers)
             stand_in.keywords.update(item.keywords)
             if skip_reason:
