@@ -11,6 +11,7 @@ import sys
 
 # name -> (module, help); each module has `add_arguments(parser)` and `run(args) -> int`.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+SUBCOMMANDS["run"] = ("firmware.run", "start the handset on one interface and log mesh events")
 SUBCOMMANDS["dissect"] = ("firmware.dissect_cmd", "decode overlay datagrams (hex lines) to JSON")
 
 
