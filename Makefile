@@ -35,6 +35,18 @@ bench: venv $(VENV)/.bench-installed
 	tools/fetch-speech .cache/speech
 	$(PY) bench/run_all.py
 
+# The virtual bench (vmbench/README.md): build or find in the cache the VM's kernel and root
+# image (needs root; a cold build takes a few minutes, a cached one under a second), and run the
+# tests under tests/vm inside it. `make test` runs them too.
+.PHONY: vm-image vm-test
+test: vm-image
+vm-image: venv
+	@if [ "$$(id -u)" = 0 ]; then $(PY) -m vmbench build; \
+	else echo "vm-image: not root, the bench tests will skip"; fi
+
+vm-test: vm-image
+	$(VENV)/bin/pytest tests/vm
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache
 
