@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import signal
 from pathlib import Path
@@ -78,6 +79,20 @@ async def serve(args: argparse.Namespace) -> int:
     finally:
         protocol.close()
     return 0
+
+
+def describe(event: object) -> str:
+    """One log line per event: SIDs as servald shows them (abridged), payloads as sizes."""
+
+    def show(value: object) -> str:
+        if isinstance(value, bytes):
+            return format_sid(value)[:16] + "…" if len(value) == 32 else f"<{len(value)} bytes>"
+        return repr(value)
+
+    fields = ", ".join(
+        f"{f.name}={show(getattr(event, f.name))}" for f in dataclasses.fields(event)
+    )
+    return f"{type(event).__name__}({fields})"
 
 
 def _ringing_for_us(event: object) -> bool:

@@ -46,7 +46,6 @@ class Network:
         self.stations: list[Station] = []
         self._queue: list[tuple[float, int, Callable[[], None]]] = []
         self._order = itertools.count()
-        self.delivered = 0
 
     def add(self, number: str, *, seed: int | None = None, **node_kw) -> Station:
         index = len(self.stations)
@@ -59,9 +58,6 @@ class Network:
 
     def at(self, when: float, action: Callable[[], None]) -> None:
         heapq.heappush(self._queue, (when, next(self._order), action))
-
-    def station(self, address: object) -> Station | None:
-        return next((s for s in self.stations if s.address == address), None)
 
     # ------------------------------------------------------------------------ running
     def run_until(self, end: float) -> None:
@@ -129,7 +125,6 @@ class Network:
 
     def _deliver_action(self, target: Station, data: bytes, source: tuple[str, int]):
         def deliver() -> None:
-            self.delivered += 1
             target.node.receive(data, source, self.now)
 
         return deliver

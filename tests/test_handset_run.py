@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from firmware.cli import SUBCOMMANDS
-from firmware.run import load_or_create, serve
+from firmware.run import describe, load_or_create, serve
+from vomp.events import AudioFrameReceived, PeerLost
 from vomp.identity import format_sid, load_keyring
 
 
@@ -78,3 +79,10 @@ def test_handset_run_starts_logs_its_sid_and_stops_on_sigterm(tmp_path):
         process.wait()
     [entry] = load_keyring(tmp_path / "keyring")
     assert format_sid(entry.identity.sid) in line
+
+
+def test_events_are_logged_with_readable_sids_and_payload_sizes():
+    sid = bytes.fromhex("A4CC73A6EACB57BBD6F9679DFC42231DD118C8C618BBDDD22761D5032F61E959")
+    assert describe(PeerLost(sid)) == "PeerLost(sid=A4CC73A6EACB57BB…)"
+    line = describe(AudioFrameReceived(3, 2, 40, 2, bytes(160)))
+    assert line == "AudioFrameReceived(call=3, codec=2, time_ms=40, seq=2, payload=<160 bytes>)"

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from netsim import Network, events_of
 
-from vomp import mdp, please_explain
+from vomp import crypto, keymap, mdp, please_explain
 from vomp.address import AddressBook
 from vomp.dna import encode_dna_request
 from vomp.events import CallEnded, PeerLost
@@ -111,16 +111,38 @@ def test_our_own_packets_coming_back_are_ignored():
     assert a.node.sid not in a.node.neighbours
 
 
-def test_signed_broadcast_from_an_unknown_key_is_dropped_and_the_key_fetched():
-    node = fresh_node()
-    stranger = Identity.from_seed(bytes([7]) * 32)
+def signed_lookup_from(stranger: Identity) -> bytes:
     content = mdp.encode_content(10, 40000, encode_dna_request("5552002"))
     payload = mdp.seal(content, mdp.MdpMode.SIGNED, ed_secret=stranger.ed_secret)
     frame = Frame.local_broadcast(stranger.sid, payload, crypto_flags=0x20, frame_seq=1)
-    node.receive(encode_packet(Packet(stranger.sid, [frame])), "S", 0.0)
-    assert node.counters["dropped_missing_sign_key"] == 1
+    return encode_packet(Packet(stranger.sid, [frame]))
+
+
+def test_a_signed_request_from_an_unknown_key_waits_for_the_key_then_is_dropped():
+    node = fresh_node()
+    stranger = Identity.from_seed(bytes([7]) * 32)
+    node.receive(signed_lookup_from(stranger), "S", 0.0)
     assert node.counters["keymap_requests_sent"] >= 1
-    assert node.counters["dna_answered"] == 0
+    assert node.counters["frames_held_for_key"] == 1 and node.counters["dna_answered"] == 0
+    node.handle_timer(2.5)  # no key came: the frame is given up
+    assert node.counters["dropped_missing_sign_key"] == 1
+
+
+def test_a_signed_request_is_answered_as_soon_as_the_key_map_reply_arrives():
+    node = fresh_node()
+    stranger = Identity.from_seed(bytes([7]) * 32)
+    node.receive(signed_lookup_from(stranger), "S", 0.0)
+    key = crypto.shared_key(node.sid, stranger.box_secret)
+    reply = mdp.seal(
+        mdp.encode_content(1, 1, keymap.encode_reply(stranger)),
+        mdp.MdpMode.BOX,
+        shared_key=key,
+        nonce=bytes(24),
+    )
+    frame = Frame.to_peer(stranger.sid, node.sid, reply, crypto_flags=0x30, frame_seq=2)
+    node.receive(encode_packet(Packet(stranger.sid, [frame])), "S", 0.1)
+    assert node.counters["dna_answered"] == 1
+    assert node.counters["dropped_missing_sign_key"] == 0
 
 
 def test_an_ack_soon_frame_is_acked_within_100ms():
