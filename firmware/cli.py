@@ -13,6 +13,7 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {}
 SUBCOMMANDS["run"] = ("firmware.run", "start the handset on one interface and log mesh events")
 SUBCOMMANDS["dissect"] = ("firmware.dissect_cmd", "decode overlay datagrams (hex lines) to JSON")
+SUBCOMMANDS["audio-check"] = ("firmware.audio_check", "open the sound card as a call would; stats")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,140 @@
+"""The handset's sound, on the asyncio loop: call audio in a call, tones around it.
+
+Why this shape: the sound card's clock must pace everything, and the network side must never
+hold the sound card up. So the loop wakes when the engine process has captured audio
+(`add_reader` on its pipe), and for every captured chunk it does exactly one round: encode and
+send what is complete, then hand the engine the same duration of playback — decoded call
+audio pulled from the jitter buffer, or a tone, or silence. Received VoMP audio only goes
+into the jitter buffer. Nothing here waits; the engine absorbs a late round (see DeviceLoop).
+
+When the sound card was gone for a while (the engine reopened it), the call's media clocks
+must jump the gap with the wall clock, or every frame after it is late by the outage for the
+rest of the call. Sending the gap as a burst of silent frames would arrive late all at once
+and blow up the far jitter buffer; instead one silent frame goes out whose duration covers
+the gap (VoMP's media time advances by it; the far end conceals the hole), and the same span
+of received audio is played out into nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from hw.audio import OUR_CODECS, CallAudio, choose_send_codec
+from hw.soundcard.engine import AudioEngine
+from hw.soundcard.tones import ToneSource, mix
+from vomp.events import AudioFrameReceived, Event
+
+SendAudio = Callable[[int, int, bytes, int], object]
+"""send(call, codec, payload, duration_ms): queue one VoMP audio frame on the node."""
+
+
+class HandsetAudio:
+    def __init__(
+        self, engine: AudioEngine, send: SendAudio, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.engine = engine
+        self._send = send
+        self._clock = clock
+        self._rate = engine.settings.pcm.rate
+        self.call: int | None = None
+        self.call_audio: CallAudio | None = None
+        self._tone: ToneSource | None = None
+        self._keypad: ToneSource | None = None
+        self.rounds = 0
+        self.gaps_bridged_ms = 0.0
+        self._reopens_seen = engine.reopens
+        self._last_round_at: float | None = None
+
+    # -- life cycle
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.add_reader(self.engine.capture_fd, self._on_capture)
+
+    def detach(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.remove_reader(self.engine.capture_fd)
+
+    # -- what the phone logic asks for
+
+    def start_call(self, call: int, remote_codecs: tuple[int, ...]) -> CallAudio | None:
+        """Begin a call's audio; None (and no audio) if the peer shares no codec with us."""
+        codec = choose_send_codec(OUR_CODECS, remote_codecs)
+        if codec is None:
+            return None
+        self.call, self.call_audio, self._tone = call, CallAudio(codec), None
+        pcm = self.engine.settings.pcm
+        self.call_audio.device_latency_ms = pcm.playback_prefill_periods * pcm.period_ms
+        return self.call_audio
+
+    def end_call(self) -> dict[str, object]:
+        """Stop the call's audio; returns its final statistics."""
+        final = self.stats()
+        self.call = self.call_audio = None
+        return final
+
+    def play_tone(self, name: str | None) -> None:
+        """A call-progress tone ("dial", "ringback", "busy", ...) while not in a call; None
+        for silence."""
+        self._tone = ToneSource.call_progress(name, self._rate) if name else None
+
+    def key_pressed(self, key: str) -> None:
+        """Keypad feedback: a short DTMF beep, mixed over whatever is playing."""
+        self._keypad = ToneSource.keypad(key, self._rate)
+
+    def on_event(self, event: Event) -> None:
+        if (
+            isinstance(event, AudioFrameReceived)
+            and self.call_audio is not None
+            and event.call == self.call
+        ):
+            self.call_audio.receive(event.codec, event.time_ms, event.payload, self._clock())
+
+    # -- the round, once per captured chunk
+
+    def _on_capture(self) -> None:
+        captured = self.engine.read_capture()
+        if not captured:
+            return
+        self.rounds += 1
+        now = self._clock()
+        call_audio = self.call_audio
+        if self.engine.reopens != self._reopens_seen:
+            self._reopens_seen = self.engine.reopens
+            if call_audio is not None and self._last_round_at is not None:
+                self._bridge_gap(call_audio, now - self._last_round_at, len(captured), now)
+        self._last_round_at = now
+        if call_audio is not None:
+            for out in call_audio.capture(captured):
+                self._send(self.call, out.codec, out.payload, out.duration_ms)
+            pcm = call_audio.playback(len(captured) // 2, now)
+        elif self._tone is not None:
+            pcm = self._tone.read(len(captured))
+        else:
+            pcm = bytes(len(captured))
+        if self._keypad is not None:
+            pcm = mix(pcm, self._keypad.read(len(pcm)))
+            if self._keypad.finished:
+                self._keypad = None
+        self.engine.write_playback(pcm)
+
+    def _bridge_gap(self, call_audio: CallAudio, since_s: float, nbytes: int, now: float) -> None:
+        """Move both media clocks across a device outage of `since_s` (less what just came)."""
+        frame_ms = call_audio.config.frame_ms
+        skip_ms = int(1000 * since_s - 500 * nbytes / self._rate) // frame_ms * frame_ms
+        if skip_ms <= 0:
+            return
+        outgoing = call_audio.capture(bytes(2 * self._rate * frame_ms // 1000))
+        for i, out in enumerate(outgoing):
+            extra = skip_ms if i == len(outgoing) - 1 else 0
+            self._send(self.call, out.codec, out.payload, out.duration_ms + extra)
+        call_audio.playback(skip_ms * self._rate // 1000, now)
+        self.gaps_bridged_ms += skip_ms
+
+    def stats(self) -> dict[str, object]:
+        """Call-path and device statistics in one flat dict for the diagnostics shell."""
+        merged: dict[str, object] = dict(self.engine.stats().as_dict())
+        if self.call_audio is not None:
+            merged.update(self.call_audio.stats.as_dict())
+        merged["device_gaps_bridged_ms"] = round(self.gaps_bridged_ms)
+        return merged

@@ -1,0 +1,134 @@
+"""One period of full-duplex sound-card work, repeated: the heart of the audio engine.
+
+The capture read blocks until a period is in, so the sound card's clock sets the pace of the
+whole handset. Each captured period is handed on without waiting (a full consumer costs a
+counted drop, never a stall), then exactly one period is written to playback: queued call
+audio if there is a whole period of it, else silence. Playback stays `prefill` periods
+ahead of the hardware, which is the cushion that scheduling jitter eats into; anything queued
+beyond `max_queued_periods` is old audio that would only add delay, so it is dropped. One late
+handoff leaves a period queued for good (one in, one out after that); so when a whole
+window of periods never ran the queue dry, one period is dropped to win that delay back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+from hw.soundcard.devices import XRUN, CaptureStream, PcmSettings, PlaybackStream
+
+
+@dataclass
+class DeviceCounters:
+    """Device-side audio statistics; every field is an integer so it fits shared memory."""
+
+    periods: int = 0
+    capture_xruns: int = 0
+    playback_xruns: int = 0
+    capture_dropped: int = 0
+    playback_starved: int = 0
+    playback_trimmed: int = 0
+    period_interval_max_us: int = 0
+    period_interval_last_us: int = 0
+    period_late: int = 0
+    realtime: int = 0
+    heartbeat_ns: int = 0
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    def values(self) -> list[int]:
+        return [getattr(self, name) for name in self.names()]
+
+
+SETTLE_WINDOW_PERIODS = 50
+"""Periods (0.5 s at 10 ms) the playback queue must stay non-empty before one is dropped."""
+
+
+class DeviceLoop:
+    def __init__(
+        self,
+        capture: CaptureStream,
+        playback: PlaybackStream,
+        settings: PcmSettings,
+        deliver: Callable[[bytes], bool],
+        fetch: Callable[[], bytes],
+        clock_ns: Callable[[], int],
+    ) -> None:
+        self._capture = capture
+        self._playback = playback
+        self._deliver = deliver
+        self._fetch = fetch
+        self._clock_ns = clock_ns
+        frame_bytes = settings.channels * 2
+        playback_frames = getattr(playback, "period_frames", settings.period_frames)
+        self._period_bytes = playback_frames * frame_bytes
+        capture_frames = getattr(capture, "period_frames", settings.period_frames)
+        self._late_ns = int(2e9 * capture_frames / settings.rate)  # two periods: audibly late
+        self._prefill = settings.playback_prefill_periods
+        self._max_queued = settings.max_queued_periods * self._period_bytes
+        self._queued = bytearray()
+        self._window_left = SETTLE_WINDOW_PERIODS
+        self._window_min = 1 << 30
+        self._last_read_ns: int | None = None
+        self.counters = DeviceCounters()
+
+    def prime(self, periods: int | None = None) -> None:
+        """Queue the playback cushion; call once after opening, before the first period.
+
+        The capture wait that follows plays one period of it, so after each write the card
+        holds `prefill` periods: that is the steady state the cushion is."""
+        silence = bytes(self._period_bytes)
+        for _ in range(self._prefill if periods is None else periods):
+            self._playback.write(silence)
+
+    def run_period(self) -> None:
+        counters = self.counters
+        captured = self._capture.read()
+        now = self._clock_ns()
+        if self._last_read_ns is not None:
+            interval = now - self._last_read_ns
+            counters.period_interval_last_us = interval // 1000
+            counters.period_interval_max_us = max(counters.period_interval_max_us, interval // 1000)
+            counters.period_late += interval > self._late_ns
+        self._last_read_ns = now
+        counters.heartbeat_ns = now
+        if captured is XRUN:
+            # No period was consumed, so writing one now would grow the playback delay.
+            counters.capture_xruns += 1
+            return
+        counters.periods += 1
+        if captured and not self._deliver(captured):
+            counters.capture_dropped += 1
+        self._queued += self._fetch()
+        excess = len(self._queued) - self._max_queued
+        if excess > 0:
+            whole = -(-excess // self._period_bytes) * self._period_bytes
+            del self._queued[:whole]
+            counters.playback_trimmed += whole // self._period_bytes
+        if len(self._queued) >= self._period_bytes:
+            period = bytes(self._queued[: self._period_bytes])
+            del self._queued[: self._period_bytes]
+        else:
+            period = bytes(self._period_bytes)
+            counters.playback_starved += 1
+        self._settle()
+        if self._playback.write(period) is XRUN:
+            counters.playback_xruns += 1
+            # Back to the steady state: the period written now completes the cushion (one
+            # more would add a period of delay for the rest of the call).
+            self.prime(self._prefill - 1)
+            self._playback.write(period)
+
+    def _settle(self) -> None:
+        """Drop one period if the queue stayed at least a period deep for a whole window."""
+        self._window_min = min(self._window_min, len(self._queued) // self._period_bytes)
+        self._window_left -= 1
+        if self._window_left > 0:
+            return
+        if self._window_min >= 1:
+            del self._queued[: self._period_bytes]
+            self.counters.playback_trimmed += 1
+        self._window_left = SETTLE_WINDOW_PERIODS
+        self._window_min = 1 << 30
