@@ -10,7 +10,9 @@ import importlib
 import sys
 
 # name -> (module, help); each module has `add_arguments(parser)` and `run(args) -> int`.
-SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "mesh": ("firmware.mesh_command", "bring up, keep up or inspect the Wi-Fi mesh"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -216,3 +216,37 @@ def test_claimed_addresses_stay_inside_the_prefix(prefix):
     manager, _ = manager_with_radio(prefix=IPv4Network(prefix))
     run(manager.converge())
     assert manager.status.address.network == IPv4Network(prefix)
+
+
+def test_inspect_reports_without_changing_anything():
+    manager, kernel = manager_with_radio()
+    status = run(manager.inspect())
+    assert not status.ready and kernel.applied == []
+    run(manager.converge())
+    assert run(MeshManager(CONFIG, kernel, IDENTITY).inspect()).ready
+
+
+def test_the_diagnostics_views_show_best_routes_and_quality():
+    from hw.mesh.batadv import Neighbour, Originator
+    from hw.mesh.diagnostics import format_neighbours, format_originators, format_status
+
+    manager, kernel = manager_with_radio()
+    run(manager.converge())
+    kernel.neighbour_table = [Neighbour("02:00:00:00:02:00", 2, 120)]
+    kernel.originator_table = [
+        Originator("02:00:00:00:03:00", "02:00:00:00:02:00", 2, 800, 200, None, True),
+        Originator("02:00:00:00:02:00", "02:00:00:00:02:00", 2, 120, 255, None, True),
+    ]
+    names = {2: "wlan0"}
+    assert "ready" in format_status(manager.status)
+    assert "02:00:00:00:02:00  wlan0" in format_neighbours(run(manager.neighbours()), names)
+    table = format_originators(run(manager.originators()), names).splitlines()
+    assert table[1].startswith("* 02:00:00:00:02:00") and "255/255" in table[1]
+    assert table[2].startswith("* 02:00:00:00:03:00") and "200/255" in table[2]
+
+
+def test_the_mesh_command_reports_setting_errors_with_a_fix(capsys):
+    from firmware.cli import main
+
+    assert main(["mesh", "status", "--set", "bssid=zz"]) == 2
+    assert "bssid" in capsys.readouterr().err

@@ -92,6 +92,25 @@ class MeshManager:
                 break
         return self.status
 
+    async def inspect(self) -> MeshStatus:
+        """Fill the status from what the kernel holds, changing nothing (diagnostics)."""
+        if self.config.mode == "unmanaged":
+            await self._find_unmanaged_endpoint()
+            return self.status
+        cfg = self.config
+        observed = await self.backend.observe(cfg.radio, cfg.mesh_interface)
+        desired = self._desired(observed)
+        if desired is None:
+            self._record(observed, ready=False, waiting_for="no Wi-Fi interface")
+            return self.status
+        steps = plan(desired, observed)
+        self._record(
+            observed,
+            ready=steps.done and steps.waiting_for is None,
+            waiting_for=steps.waiting_for or "setup incomplete",
+        )
+        return self.status
+
     async def _round(self) -> bool:
         """One observe-plan-apply round; True when there was nothing left to do."""
         cfg = self.config
