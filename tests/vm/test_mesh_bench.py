@@ -1,0 +1,318 @@
+"""The mesh manager against a real kernel: mac80211_hwsim radios, batman-adv, rtnetlink.
+
+Runs inside the virtual bench (tests/vm/conftest.py boots it). Three nodes in a line, each in
+its own network namespace with its own radio; node0 and node2 cannot hear each other. The code
+under test talks pyroute2 only; the tests check it against the kernel's own tools (iw, batctl,
+ip, ping), which play the independent witness. No timing is asserted: waits are generous polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from hw.mesh import MeshConfig, MeshManager
+from hw.mesh.addressing import candidate_addresses, mesh_mac
+from hw.mesh.kernel import Pyroute2Backend
+from vmbench.guest import Bench, Node, in_guest
+
+ORIG_INTERVAL_MS = 250  # not the default, so the bench proves the genl write took effect
+ROUTE_TIMEOUT = 120.0
+REPAIR_TIMEOUT = 90.0
+
+
+def identity(node: Node) -> bytes:
+    return f"bench {node.name}".encode()
+
+
+def config(node: Node) -> MeshConfig:
+    return MeshConfig(netns=node.netns, orig_interval_ms=ORIG_INTERVAL_MS, poll_interval_s=2.0)
+
+
+def managers(nodes: list[Node]) -> list[MeshManager]:
+    return [MeshManager(config(n), identity=identity(n)) for n in nodes]
+
+
+def first_address(node: Node) -> IPv4Address:
+    return next(candidate_addresses(identity(node), MeshConfig().prefix))
+
+
+def note(name: str, value: float, unit: str) -> None:
+    """A measured figure for the report (speed is reported, never asserted)."""
+    print(f"{name} {value:.1f} {unit}", flush=True)
+
+
+async def until(check: Callable[[], object], timeout: float, what: str):
+    """Poll `check` (plain or async) until it returns something true; fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if isinstance(result, Awaitable):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} within {timeout:.0f} s")
+        await asyncio.sleep(0.5)
+
+
+async def best_next_hop(manager: MeshManager, originator: str) -> str | None:
+    for entry in await manager.originators():
+        if entry.address == originator and entry.best:
+            return entry.next_hop
+    return None
+
+
+def link_mac(node: Node, ifname: str) -> str:
+    (link,) = json.loads(node.sh("ip", "-j", "link", "show", "dev", ifname))
+    return link["address"]
+
+
+def pings(node: Node, address: IPv4Address) -> bool:
+    return " 1 received" in node.sh("ping", "-c", "1", "-W", "3", str(address), check=False)
+
+
+async def eventually_pings(node: Node, address: IPv4Address, timeout: float = ROUTE_TIMEOUT):
+    async def check():
+        return await asyncio.to_thread(pings, node, address)
+
+    await until(check, timeout, f"ping {node.name} -> {address}")
+
+
+@pytest.fixture(scope="module")
+def line():
+    """Three nodes in a line, brought up once through the mesh manager for the whole module."""
+    if not in_guest():
+        pytest.skip("bench nodes exist only inside the VM")
+    bench = Bench()
+    nodes = bench.nodes(3, topology="line")
+
+    async def bring_up():
+        started = time.monotonic()
+        all_managers = managers(nodes)
+        try:
+            statuses = await asyncio.gather(*(m.converge() for m in all_managers))
+            note("mesh_bring_up_3_nodes", time.monotonic() - started, "s")
+            assert all(s.ready for s in statuses), statuses
+            await until(
+                lambda: best_next_hop(all_managers[0], nodes[2].mac),
+                ROUTE_TIMEOUT,
+                "route node0 -> node2",
+            )
+            note("mesh_two_hop_route_after_start", time.monotonic() - started, "s")
+        finally:
+            for m in all_managers:
+                await m.close()
+
+    asyncio.run(bring_up())
+    yield nodes
+    bench.close()
+
+
+# --- nl80211 + rtnetlink + batadv genl: what the manager set, seen by the kernel's own tools -----
+
+
+def test_each_node_is_brought_up_as_configured(line):
+    for node in line:
+        iw = node.sh("iw", "dev", node.ifname, "info")
+        assert "type IBSS" in iw and "ssid mesh-handset" in iw and "(2412 MHz)" in iw
+        sys_net = Path("/sys/class/net")
+        # /sys is per namespace: read it from inside the node's namespace
+        mtu = int(node.sh("cat", str(sys_net / node.ifname / "mtu")))
+        master = node.sh("readlink", str(sys_net / node.ifname / "master")).strip()
+        assert mtu >= 1560 and master.endswith("/bat0")
+        assert node.sh("batctl", "meshif", "bat0", "bridge_loop_avoidance").strip() == "disabled"
+        assert node.sh("batctl", "meshif", "bat0", "orig_interval").strip() == str(ORIG_INTERVAL_MS)
+        assert link_mac(node, "bat0") == mesh_mac(identity(node))
+        (bat0,) = json.loads(node.sh("ip", "-j", "-4", "addr", "show", "dev", "bat0"))
+        assert "UP" in bat0["flags"]
+        (inet,) = bat0["addr_info"]
+        assert (inet["local"], inet["prefixlen"], inet["broadcast"]) == (
+            str(first_address(node)),
+            16,
+            "10.42.255.255",
+        )
+
+
+def test_a_fresh_manager_on_a_running_mesh_changes_nothing(line):
+    async def scenario():
+        manager = MeshManager(config(line[1]), identity=identity(line[1]))
+        try:
+            status = await manager.converge()
+            return status, await manager.endpoint()
+        finally:
+            await manager.close()
+
+    status, endpoint = asyncio.run(scenario())
+    assert status.ready and status.joins == 0 and status.errors == 0
+    assert endpoint.address == first_address(line[1])
+    assert endpoint.broadcast == IPv4Address("10.42.255.255")
+
+
+def test_the_ends_reach_each_other_only_through_the_middle(line):
+    node0, node1, node2 = line
+
+    async def scenario():
+        m0, m2 = MeshManager(config(node0)), MeshManager(config(node2))
+        try:
+            hops = (await best_next_hop(m0, node2.mac), await best_next_hop(m2, node0.mac))
+            heard = {n.address for n in await m0.neighbours()}
+            return hops, heard
+        finally:
+            await m0.close()
+            await m2.close()
+
+    (hop_0_to_2, hop_2_to_0), heard_by_node0 = asyncio.run(scenario())
+    assert hop_0_to_2 == node1.mac and hop_2_to_0 == node1.mac
+    assert heard_by_node0 == {node1.mac}
+    asyncio.run(eventually_pings(node0, first_address(node2)))
+
+
+def test_an_arp_probe_across_two_hops_finds_a_taken_address(line):
+    node0, _, node2 = line
+
+    async def scenario():
+        backend = Pyroute2Backend(netns=node0.netns)
+        try:
+            taken = await backend.address_in_use(
+                "bat0", first_address(node2), mesh_mac(identity(node0))
+            )
+            free = await backend.address_in_use(
+                "bat0", IPv4Address("10.42.0.1"), mesh_mac(identity(node0))
+            )
+            ours = await backend.address_in_use(
+                "bat0", first_address(node0), mesh_mac(identity(node0))
+            )
+            return taken, free, ours
+        finally:
+            await backend.close()
+
+    assert asyncio.run(scenario()) == (True, False, False)
+
+
+def test_tables_read_through_our_batadv_family_match_batctl(line):
+    """batctl's JSON views (its own genl client) are the reference; entries age between the two
+    reads, so identity fields must match exactly and TQ and last-seen only roughly."""
+
+    def batctl(node: Node, view: str) -> list[dict]:
+        return json.loads(node.sh("batctl", "meshif", "bat0", view))
+
+    async def ours(node: Node):
+        manager = MeshManager(config(node))
+        try:
+            return await manager.neighbours(), await manager.originators()
+        finally:
+            await manager.close()
+
+    for node in line:
+        neighbours, originators = asyncio.run(ours(node))
+        ref_neighbours, ref_originators = batctl(node, "nj"), batctl(node, "oj")
+        assert {(n.address, n.hard_ifindex) for n in neighbours} == {
+            (r["neigh_address"], r["hard_ifindex"]) for r in ref_neighbours
+        }
+        assert {(o.address, o.next_hop, o.hard_ifindex, o.best) for o in originators} == {
+            (r["orig_address"], r["neigh_address"], r["hard_ifindex"], r.get("best", False))
+            for r in ref_originators
+        }
+        ref_by_key = {(r["orig_address"], r["neigh_address"]): r for r in ref_originators}
+        for o in originators:
+            ref = ref_by_key[(o.address, o.next_hop)]
+            assert abs(o.tq - ref["tq"]) <= 64
+            assert abs(o.last_seen_ms - ref["last_seen_msecs"]) <= 10_000
+        assert all(0 < o.tq <= 255 for o in originators)
+
+
+# --- repairs: the running manager puts the mesh back without being restarted ------------------
+
+
+async def repaired(
+    line: list[Node],
+    break_it: Callable[[], None],
+    is_whole: Callable[[], bool],
+    what: str,
+    route_back: bool = True,
+) -> MeshManager:
+    """Run all three managers, break node0 with `break_it`, wait until the kernel's own tools
+    say node0 is whole again (`is_whole`) and, with `route_back`, node0 -> node2 pings.
+
+    A re-enabled radio starts a new OGM sequence, which batman-adv's reset protection ignores
+    for 30 s; so routes come back ~30 s after a radio reset, whoever manages the mesh."""
+    node0, _, node2 = line
+    all_managers = managers(line)
+    tasks = [asyncio.create_task(m.run()) for m in all_managers]
+    label = what.replace(" ", "_")
+    try:
+        await until(lambda: all(m.status.ready for m in all_managers), 60, "managers ready")
+        started = time.monotonic()
+        await asyncio.to_thread(break_it)
+        assert not await asyncio.to_thread(is_whole), f"{what} did not break anything"
+        await until(lambda: asyncio.to_thread(is_whole), REPAIR_TIMEOUT, f"repair after {what}")
+        await until(lambda: all_managers[0].status.ready, REPAIR_TIMEOUT, "node0 ready again")
+        note(f"mesh_repair_{label}", time.monotonic() - started, "s")
+        if not route_back:
+            return all_managers[0]
+        await until(lambda: best_next_hop(all_managers[0], node2.mac), ROUTE_TIMEOUT, "route")
+        await eventually_pings(node0, first_address(node2))
+        note(f"mesh_route_back_{label}", time.monotonic() - started, "s")
+        return all_managers[0]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for m in all_managers:
+            await m.close()
+
+
+def in_ibss(node: Node) -> Callable[[], bool]:
+    def check() -> bool:
+        info = node.sh("iw", "dev", node.ifname, "info", check=False)
+        return "type IBSS" in info and "ssid mesh-handset" in info
+
+    return check
+
+
+def bat0_addressed(node: Node) -> Callable[[], bool]:
+    def check() -> bool:
+        shown = node.sh("ip", "-j", "-4", "addr", "show", "dev", "bat0", check=False)
+        return f'"local":"{first_address(node)}"' in shown.replace(" ", "")
+
+    return check
+
+
+def test_a_radio_reset_is_repaired_by_the_running_manager(line):
+    node0 = line[0]
+
+    def reset():
+        node0.sh("ip", "link", "set", node0.ifname, "down")
+
+    manager = asyncio.run(repaired(line, reset, in_ibss(node0), "radio reset"))
+    assert manager.status.joins == 1 and manager.status.errors == 0
+
+
+def test_a_radio_that_leaves_the_ibss_rejoins(line):
+    node0 = line[0]
+
+    def leave():
+        node0.sh("iw", "dev", node0.ifname, "ibss", "leave")
+
+    manager = asyncio.run(repaired(line, leave, in_ibss(node0), "ibss leave", route_back=False))
+    assert manager.status.joins == 1 and manager.status.errors == 0
+
+
+def test_a_deleted_bat0_is_recreated_with_the_same_mac_and_address(line):
+    node0 = line[0]
+
+    def delete():
+        node0.sh("ip", "link", "del", "bat0")
+
+    manager = asyncio.run(repaired(line, delete, bat0_addressed(node0), "bat0 deleted"))
+    assert link_mac(node0, "bat0") == mesh_mac(identity(node0))
+    (bat0,) = json.loads(node0.sh("ip", "-j", "-4", "addr", "show", "dev", "bat0"))
+    assert bat0["addr_info"][0]["local"] == str(first_address(node0))
+    assert manager.status.address.ip == first_address(node0)
