@@ -1,0 +1,40 @@
+"""Run pytest inside the VM on some node ids and bring each test's outcome back."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vmbench import image as image_mod
+from vmbench import vm
+
+GUEST_PYTEST = "/opt/venv/bin/python -m pytest"
+
+
+@dataclass
+class InnerRun:
+    vm: vm.VmResult
+    results: dict[str, dict] = field(default_factory=dict)  # node id -> outcome, longrepr, ...
+
+
+def run_pytest(
+    repo: Path,
+    args: list[str],
+    job_dir: Path | None = None,
+    timeout: float = 900,
+    echo: bool = False,
+    log=print,
+) -> InnerRun:
+    """`pytest ARGS` in the guest's /src (the repository), one boot."""
+    img = image_mod.build(repo, log=log)
+    command = (
+        "VMBENCH_RESULTS=/job/results.json "
+        f"{GUEST_PYTEST} -p vmbench.results_plugin -p no:cacheprovider "
+        f"--junitxml=/job/junit.xml {' '.join(shlex.quote(a) for a in args)}"
+    )
+    result = vm.run(command, img, repo, job_dir=job_dir, timeout=timeout, echo=echo)
+    results_file = result.job_dir / "results.json"
+    results = json.loads(results_file.read_text()) if results_file.exists() else {}
+    return InnerRun(vm=result, results=results)

@@ -1,0 +1,165 @@
+"""The guest's root filesystem: Debian bookworm minbase plus the project's Python dependencies.
+
+Built with mmdebstrap into a directory, then packed with `mkfs.ext4 -d` into an image the VM
+mounts read-only (each boot gets a fresh tmpfs overlay, so runs cannot leak into each other).
+Python wheels are fetched on the host, where pip trusts the certificates, and installed offline
+into /opt/venv in the chroot at the versions pinned in constraints.txt.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from vmbench import cache
+
+SUITE = "bookworm"
+MIRRORS = (
+    "deb http://deb.debian.org/debian bookworm main",
+    "deb http://deb.debian.org/debian bookworm-updates main",
+    "deb http://deb.debian.org/debian-security bookworm-security main",
+)
+DEBIAN_PACKAGES = (
+    "python3",
+    "python3-venv",
+    "iproute2",  # ip, tc, bridge: to look at what the mesh manager did
+    "iw",
+    "batctl",
+    "nftables",
+    "kmod",  # modprobe
+    "procps",
+    "iputils-ping",
+    "alsa-utils",  # aplay/arecord for the snd-aloop smoke test
+    "libasound2",  # pyalsaaudio
+    "libopus0",  # opuslib_next loads it with ctypes
+    "gpiod",  # gpioget/gpioset to check gpio-sim from outside Python
+)
+# Python distributions for the guest, at the versions pinned in constraints.txt.
+PYTHON_PACKAGES = (
+    "pynacl",
+    "opuslib_next",
+    "pyalsaaudio",
+    "pyroute2",
+    "pytest",
+    "hypothesis",
+    "rpi-lgpio",
+    "lgpio",
+)
+GUEST_PYTHON = "/opt/venv/bin/python"
+# Trimmed from the image: the VM never reads them and they cost boot-image size.
+DPKG_EXCLUDES = (
+    "path-exclude=/usr/share/doc/*",
+    "path-exclude=/usr/share/man/*",
+    "path-exclude=/usr/share/locale/*",
+    "path-exclude=/usr/share/info/*",
+)
+CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8"}
+
+
+def pinned_requirements(constraints: Path) -> list[str]:
+    """`name==version` for each guest package; every one must be pinned, so the guest runs what
+    the host tests and the image run."""
+    pins = {}
+    for line in constraints.read_text().splitlines():
+        match = re.match(r"\s*([A-Za-z0-9_.-]+)\s*==\s*(\S+)", line)
+        if match:
+            pins[_normalise(match.group(1))] = f"{match.group(1)}=={match.group(2)}"
+    missing = [name for name in PYTHON_PACKAGES if _normalise(name) not in pins]
+    if missing:
+        raise ValueError(f"{constraints}: pin {', '.join(missing)} (name==version) for the VM")
+    return [pins[_normalise(name)] for name in PYTHON_PACKAGES]
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def build_key(constraints: Path) -> str:
+    return cache.key(
+        "\n".join(pinned_requirements(constraints)),
+        cache.source_of(__file__),
+    )
+
+
+def rootfs(constraints: Path, log=print) -> Path:
+    """The path of root.img, built if missing."""
+    out = cache.stage(
+        "rootfs", build_key(constraints), lambda d: _build(constraints, d, log), log=log
+    )
+    return out / "root.img"
+
+
+def _build(constraints: Path, out: Path, log) -> None:
+    wheels = out / "wheels"
+    requirements = pinned_requirements(constraints)
+    log(f"vmbench: building wheels {' '.join(requirements)}")
+    # --isolated: the host's pip config and PIP_* variables must not pick the guest's wheels.
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--isolated",
+            "wheel",
+            "-q",
+            "-w",
+            str(wheels),
+            *requirements,
+        ],
+        check=True,
+        env=CLEAN_ENV,
+    )
+    (wheels / "requirements.txt").write_text("\n".join(requirements) + "\n")
+
+    tree = out / "tree"
+    log(f"vmbench: mmdebstrap {SUITE} into {tree}")
+    install_wheels = (
+        f'chroot "$1" python3 -m venv {Path(GUEST_PYTHON).parent.parent} && '
+        f'chroot "$1" {GUEST_PYTHON} -m pip install -q --no-index --no-cache-dir '
+        "--disable-pip-version-check --find-links /tmp/wheels -r /tmp/wheels/requirements.txt && "
+        f'chroot "$1" {GUEST_PYTHON} -m pip freeze > "$1"/opt/venv/freeze.txt && '
+        'rm -rf "$1"/tmp/wheels "$1"/var/cache/apt/*.bin "$1"/var/lib/apt/lists/*'
+    )
+    cmd = [
+        "mmdebstrap",
+        "--variant=minbase",
+        "--quiet",
+        f"--include={','.join(DEBIAN_PACKAGES)}",
+        *(f"--dpkgopt={opt}" for opt in DPKG_EXCLUDES),
+        '--customize-hook=mkdir -p "$1"/src "$1"/job "$1"/tmp/wheels',
+        f"--customize-hook=sync-in {wheels} /tmp/wheels",
+        f"--customize-hook={install_wheels}",
+        SUITE,
+        str(tree),
+        *MIRRORS,
+    ]
+    # env -i: the host's PIP_*, http_proxy and friends must not leak into the guest's build.
+    subprocess.run(["env", "-i", *(f"{k}={v}" for k, v in CLEAN_ENV.items()), *cmd], check=True)
+
+    used_mb = int(
+        subprocess.run(
+            ["du", "-sm", str(tree)], check=True, capture_output=True, text=True
+        ).stdout.split()[0]
+    )
+    size_mb = used_mb + used_mb // 4 + 64
+    log(f"vmbench: mkfs.ext4 {size_mb} MB from {used_mb} MB")
+    shutil.copy2(tree / "opt" / "venv" / "freeze.txt", out / "freeze.txt")
+    subprocess.run(
+        [
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-L",
+            "vmbench-root",
+            "-d",
+            str(tree),
+            str(out / "root.img"),
+            f"{size_mb}M",
+        ],
+        check=True,
+    )
+    shutil.rmtree(tree)
+    shutil.rmtree(wheels)
