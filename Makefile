@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: all venv test lint check clean vm-image vm-test
+.PHONY: all venv test lint check clean vm-image vm-test run
 
 all: venv
 
@@ -35,5 +35,15 @@ vm-image: venv
 vm-test: vm-image
 	$(VENV)/bin/pytest tests/vm
 
+# Benchmarks print `name value unit` lines (bench/README.md); never asserted by tests.
+.PHONY: bench
+bench: venv
+	@for f in bench/*.py; do $(PY) $$f || exit 1; done | tee bench/results.txt
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache
+
+# Start the handset; e.g. make run HANDSET_ARGS="--interface bat0 --number 5551234 --name Kim"
+HANDSET_ARGS ?=
+run: venv
+	$(VENV)/bin/handset run $(HANDSET_ARGS)

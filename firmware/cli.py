@@ -10,9 +10,10 @@ import importlib
 import sys
 
 # name -> (module, help); each module has `add_arguments(parser)` and `run(args) -> int`.
-SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "mesh": ("firmware.mesh_command", "bring up, keep up or inspect the Wi-Fi mesh"),
-}
+SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+SUBCOMMANDS["run"] = ("firmware.run", "start the handset on one interface and log mesh events")
+SUBCOMMANDS["dissect"] = ("firmware.dissect_cmd", "decode overlay datagrams (hex lines) to JSON")
+SUBCOMMANDS["mesh"] = ("firmware.mesh_command", "bring up, keep up or inspect the Wi-Fi mesh")
 
 
 def main(argv: list[str] | None = None) -> int:

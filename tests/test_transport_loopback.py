@@ -1,0 +1,58 @@
+"""The asyncio transport on loopback (no root needed): two Nodes find each other and talk.
+
+Each node's "broadcast" goes to the other's port on 127.0.0.1, which is all a loopback can do;
+the namespace test (test_netns_call.py) covers real subnet broadcasts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+
+from firmware.transport import NodeProtocol, open_socket
+from vomp.events import DnaAnswer, PeerFound
+from vomp.identity import Identity
+from vomp.node import Node
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def wait_for(protocol: NodeProtocol, kind: type, timeout: float = 5.0):
+    async with asyncio.timeout(timeout):
+        while True:
+            event = await protocol.next_event()
+            if isinstance(event, kind):
+                return event
+
+
+async def two_nodes_on_loopback():
+    loop = asyncio.get_running_loop()
+    rng = random.Random(5)
+    ports = [free_port(), free_port()]
+    protocols = []
+    for mine, other, number in ((0, 1, "5552001"), (1, 0, "5552002")):
+        node = Node(Identity.from_seed(rng.randbytes(32)), number, f"n{mine}", rng=rng)
+        sock = open_socket(ports[mine])
+        _t, protocol = await loop.create_datagram_endpoint(
+            lambda node=node, other=other: NodeProtocol(node, ("127.0.0.1", ports[other])),
+            sock=sock,
+        )
+        protocols.append(protocol)
+    try:
+        found = await wait_for(protocols[0], PeerFound)
+        assert found.sid == protocols[1].node.sid
+        protocols[0].command(lambda n, now: n.lookup("5552002", now))
+        answer = await wait_for(protocols[0], DnaAnswer)
+        assert (answer.sid, answer.did, answer.name) == (protocols[1].node.sid, "5552002", "n1")
+    finally:
+        for protocol in protocols:
+            protocol.close()
+
+
+def test_transport_drives_nodes_over_loopback_udp():
+    asyncio.run(two_nodes_on_loopback())

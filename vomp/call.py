@@ -1,0 +1,428 @@
+"""VoMP v2 calls (SPEC §12): the call table, the §12.3 transition table, timers and audio numbering.
+
+Rules this module keeps:
+- Everything that moves a call's state lives here; `Node` only decrypts, matches SIDs and
+  delivers `VompMessage`s, then wraps what we return in MDP frames.
+- Every message is a full snapshot of both sides' states, and states only move forward, so any
+  message may be lost, repeated or reordered. We therefore never wait for an answer: we send our
+  status on every change and every second, and we treat one CALLENDED as final.
+
+Theory of operation. A received message is matched to a call (§12.2) or, if it is a fresh
+CALLPREP/NOCALL, creates one. Then §12.3 runs: steps 1-3 may end the call, and `TRANSITIONS`
+(the table of step 4, row for row) says what the pair (mine, their) means. A pair that is not in
+the table makes us ignore the whole message. Each call has a 1-second tick that re-sends status,
+applies the dial/ring/network timeouts of §12.5 and deletes a call whose both sides have ended.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from dataclasses import dataclass, field
+
+from vomp.events import (
+    AudioFrameReceived,
+    CallEnded,
+    CallStateChanged,
+    Event,
+    IncomingCall,
+)
+from vomp.messages import AudioNumbering, CallState, Codec, VompAudio, VompMessage
+
+NOCALL = CallState.NOCALL
+CALLPREP = CallState.CALLPREP
+RINGINGOUT = CallState.RINGINGOUT
+RINGINGIN = CallState.RINGINGIN
+INCALL = CallState.INCALL
+CALLENDED = CallState.CALLENDED
+
+STATUS_INTERVAL = 1.0  # s, §12.4 [REQ]
+DIAL_TIMEOUT = 15.0  # s, §12.5
+RING_TIMEOUT = 30.0
+NETWORK_TIMEOUT = 30.0
+MAX_CALLS = 16  # as servald: a peer cannot fill our memory with calls
+FORGET_DELETED_AFTER = 120.0  # s: how long messages for a deleted session are recognised
+
+
+class CallError(ValueError):
+    """A local command that the call's state does not allow (e.g. answering an ended call)."""
+
+
+class Outcome(enum.Enum):
+    """What step 4 of §12.3 does for a (mine, their) pair."""
+
+    NOTHING = "nothing"
+    ENDED_IF_CALLER = "caller: busy -> CALLENDED; callee: wait for the local user to ring"
+    RINGINGOUT_IF_CALLER = "caller: -> RINGINGOUT; callee: -> CALLENDED"
+    INCALL = "-> INCALL"
+    ANSWERED = "-> INCALL, then play the audio if present"
+    PLAY = "play the audio if present"
+
+
+# SPEC §12.3 step 4, row for row (mine, their). A pair not listed: ignore the whole message.
+TRANSITIONS: dict[tuple[CallState, CallState], Outcome] = {
+    # NOCALL, CALLPREP: nothing (our reply carries our codec list)
+    (NOCALL, CALLPREP): Outcome.NOTHING,
+    # NOCALL or RINGINGIN, RINGINGOUT: caller -> CALLENDED (busy); callee waits to ring
+    (NOCALL, RINGINGOUT): Outcome.ENDED_IF_CALLER,
+    (RINGINGIN, RINGINGOUT): Outcome.ENDED_IF_CALLER,
+    # CALLPREP, NOCALL or CALLPREP: caller -> RINGINGOUT, otherwise CALLENDED
+    (CALLPREP, NOCALL): Outcome.RINGINGOUT_IF_CALLER,
+    (CALLPREP, CALLPREP): Outcome.RINGINGOUT_IF_CALLER,
+    # RINGINGOUT, NOCALL / CALLPREP / RINGINGIN: nothing (RINGINGIN: play ring-back)
+    (RINGINGOUT, NOCALL): Outcome.NOTHING,
+    (RINGINGOUT, CALLPREP): Outcome.NOTHING,
+    (RINGINGOUT, RINGINGIN): Outcome.NOTHING,
+    # RINGINGOUT, RINGINGOUT: -> INCALL (never observed)
+    (RINGINGOUT, RINGINGOUT): Outcome.INCALL,
+    # RINGINGOUT, INCALL: -> INCALL (answered), then play the audio if present
+    (RINGINGOUT, INCALL): Outcome.ANSWERED,
+    # INCALL, RINGINGOUT: nothing
+    (INCALL, RINGINGOUT): Outcome.NOTHING,
+    # INCALL, INCALL: play the audio if present
+    (INCALL, INCALL): Outcome.PLAY,
+    # CALLENDED, any: nothing
+    **{(CALLENDED, their): Outcome.NOTHING for their in CallState},
+}
+
+
+@dataclass
+class Call:
+    """One call as this side sees it. States only increase."""
+
+    call_id: int
+    remote_sid: bytes
+    local_session: int
+    remote_session: int
+    is_caller: bool
+    created_at: float
+    last_activity: float
+    next_tick_at: float
+    local_state: CallState = NOCALL
+    remote_state: CallState = NOCALL
+    local_number: str = ""
+    remote_number: str = ""
+    remote_codecs: tuple[int, ...] = ()
+    last_sent_state_byte: int | None = None
+    audio_time: int = 0  # in 20 ms units
+    audio_seq: int = 0
+    audio_in: AudioNumbering = field(default_factory=AudioNumbering)
+
+    @property
+    def state_byte(self) -> int:
+        return (int(self.remote_state) << 4) | int(self.local_state)
+
+
+class CallTable:
+    """All calls of one local identity: feed it messages and commands, collect messages to send.
+
+    `outgoing` holds (remote SID, VompMessage) pairs for `Node` to encrypt and send; `events`
+    holds what the application should hear about.
+    """
+
+    def __init__(
+        self,
+        local_number: str,
+        codecs: tuple[int, ...],
+        rng: random.Random,
+        *,
+        can_ring: bool = True,
+    ) -> None:
+        if not codecs:
+            raise ValueError("a VoMP endpoint needs at least one codec")
+        self.local_number = local_number
+        self.codecs = tuple(sorted(set(codecs)))
+        self.can_ring = can_ring
+        self._rng = rng
+        self._calls: dict[int, Call] = {}
+        self._next_call_id = 1
+        # (remote SID, remote session) of deleted calls: their late messages must not
+        # start a new call (§12.5 "ignore anything that arrives for a session already deleted")
+        self._deleted: dict[tuple[bytes, int], float] = {}
+        self.outgoing: list[tuple[bytes, VompMessage]] = []
+        self.events: list[Event] = []
+        self.ignored = 0  # messages that matched nothing or hit an "ignore" cell
+
+    # ----------------------------------------------------------------- queries
+    def get(self, call_id: int) -> Call | None:
+        return self._calls.get(call_id)
+
+    def calls(self) -> list[Call]:
+        return list(self._calls.values())
+
+    def next_timer(self) -> float | None:
+        return min((c.next_tick_at for c in self._calls.values()), default=None)
+
+    def audio_codec(self, call_id: int) -> int | None:
+        """The codec to send on this call (§12.1 REC): Opus if both sides have it, otherwise
+        µ-law if both do, otherwise any shared one; None before the peer's list is known."""
+        call = self._calls.get(call_id)
+        if call is None:
+            return None
+        shared = set(self.codecs) & set(call.remote_codecs)
+        for preferred in (Codec.OPUS, Codec.ULAW):
+            if preferred in shared:
+                return int(preferred)
+        return min(shared, default=None)
+
+    # ----------------------------------------------------------- local actions
+    def dial(self, remote_sid: bytes, called_number: str, now: float) -> Call:
+        """Start an outgoing call: CALLPREP, codec list and both numbers go out now."""
+        call = self._new_call(remote_sid, 0, is_caller=True, now=now)
+        call.remote_number = called_number
+        call.local_number = self.local_number
+        self._set_states(call, CALLPREP, call.remote_state)
+        self._send_status(call)
+        return call
+
+    def ring(self, call_id: int, now: float) -> None:
+        """Tell the caller we are ringing (callee only, §12.4)."""
+        call = self._live(call_id)
+        if not (call.local_state < RINGINGIN and call.remote_state == RINGINGOUT):
+            raise CallError(f"cannot ring call {call_id} in state {call.state_byte:#04x}")
+        self._set_states(call, RINGINGIN, call.remote_state)
+        self._send_if_changed(call)
+
+    def answer(self, call_id: int, now: float) -> None:
+        """Pick up (callee only): INCALL, and the ring timeout clock starts again."""
+        call = self._live(call_id)
+        if not (call.local_state <= RINGINGIN and call.remote_state == RINGINGOUT):
+            raise CallError(f"cannot answer call {call_id} in state {call.state_byte:#04x}")
+        call.created_at = now
+        self._set_states(call, INCALL, call.remote_state)
+        self._send_if_changed(call)
+
+    def hang_up(self, call_id: int, now: float) -> None:
+        """Hang up, reject or cancel. Harmless on a call that has already gone."""
+        call = self._calls.get(call_id)
+        if call is None or call.local_state == CALLENDED:
+            return
+        self._set_states(call, CALLENDED, call.remote_state)
+        self._send_if_changed(call)
+
+    def send_audio(self, call_id: int, codec: int, payload: bytes, duration_ms: int) -> bool:
+        """Queue one audio frame; False (nothing sent) unless the call is INCALL on our side.
+
+        `duration_ms` must be a multiple of 20: servald drops a second frame with the same time
+        field (§12.6), so every frame must advance time by at least one 20 ms unit.
+        """
+        if duration_ms < 20 or duration_ms % 20:
+            raise ValueError(f"audio frame duration {duration_ms} ms is not a multiple of 20 ms")
+        call = self._calls.get(call_id)
+        if call is None or call.local_state != INCALL or call.remote_state == CALLENDED:
+            return False
+        frame = VompAudio(codec, call.audio_time & 0xFFFF, call.audio_seq & 0xFFFF, payload)
+        self.outgoing.append((call.remote_sid, self._message(call, audio=frame)))
+        call.audio_time += duration_ms // 20
+        call.audio_seq += 1
+        return True
+
+    # ------------------------------------------------------------------ timers
+    def handle_timer(self, now: float) -> None:
+        """Run every call's 1-second tick that is due (§12.4 status, §12.5 timeouts)."""
+        for call in list(self._calls.values()):
+            if call.next_tick_at <= now:
+                self._tick(call, now)
+        self._deleted = {k: t for k, t in self._deleted.items() if now - t < FORGET_DELETED_AFTER}
+
+    def _tick(self, call: Call, now: float) -> None:
+        call.next_tick_at = now + STATUS_INTERVAL
+        if call.local_state == CALLENDED and call.remote_state == CALLENDED:
+            self._delete(call, now, timed_out=False)
+            return
+        since_created = now - call.created_at
+        timed_out = (
+            (call.remote_state < RINGINGOUT and since_created >= DIAL_TIMEOUT)
+            or (call.local_state < INCALL and since_created >= RING_TIMEOUT)
+            or (now - call.last_activity >= NETWORK_TIMEOUT)
+        )
+        if timed_out:
+            self._set_states(call, CALLENDED, CALLENDED)
+            self._send_status(call)
+            self._delete(call, now, timed_out=True)
+            return
+        self._send_status(call)
+
+    # --------------------------------------------------------------- receiving
+    def receive(self, remote_sid: bytes, msg: VompMessage, now: float) -> None:
+        """Apply one decrypted VoMP message from `remote_sid` (§12.2 then §12.3)."""
+        their_nibble = msg.sender_state
+        if not (NOCALL <= their_nibble <= CALLENDED):
+            self.ignored += 1
+            return
+        call = self._match(remote_sid, msg)
+        if call is None:
+            call = self._maybe_create(remote_sid, msg, now)
+            if call is None:
+                self.ignored += 1
+                return
+        self._apply(call, msg, now)
+
+    def _match(self, remote_sid: bytes, msg: VompMessage) -> Call | None:
+        for call in self._calls.values():
+            if call.remote_sid != remote_sid:
+                continue
+            compared = False
+            if call.remote_session and msg.sender_session:
+                if call.remote_session != msg.sender_session:
+                    continue
+                compared = True
+            if msg.recipient_session:
+                if msg.recipient_session != call.local_session:
+                    continue
+                compared = True
+            if compared:
+                if not call.remote_session and msg.sender_session:
+                    call.remote_session = msg.sender_session
+                return call
+        return None
+
+    def _maybe_create(self, remote_sid: bytes, msg: VompMessage, now: float) -> Call | None:
+        if not (
+            msg.sender_state == CALLPREP
+            and msg.recipient_state == NOCALL
+            and msg.recipient_session == 0
+            and msg.sender_session != 0
+        ):
+            return None
+        if (remote_sid, msg.sender_session) in self._deleted:  # a late copy of a gone call
+            return None
+        if len(self._calls) >= MAX_CALLS:
+            return None
+        call = self._new_call(remote_sid, msg.sender_session, is_caller=False, now=now)
+        call.local_number = msg.called_number or ""
+        call.remote_number = msg.caller_number or ""
+        ringing_out_same_peer = any(
+            c.is_caller and c.remote_sid == remote_sid and CALLPREP <= c.local_state <= RINGINGOUT
+            for c in self._calls.values()
+        )
+        if ringing_out_same_peer or not self.can_ring:
+            # Simultaneous dial (§12.2) or nothing to ring with: reject straight away.
+            call.local_state = CALLENDED
+        else:
+            self.events.append(
+                IncomingCall(call.call_id, remote_sid, call.remote_number, call.local_number)
+            )
+        return call
+
+    def _apply(self, call: Call, msg: VompMessage, now: float) -> None:
+        their = max(CallState(msg.sender_state), call.remote_state)
+        mine = call.local_state
+        if not self.can_ring:  # step 1
+            mine = CALLENDED
+        if mine < RINGINGOUT and their < RINGINGOUT:  # step 2
+            if msg.codecs is not None:
+                call.remote_codecs = tuple(msg.codecs)
+            if msg.caller_number and not call.is_caller and not call.remote_number:
+                call.remote_number = msg.caller_number
+            if not set(call.remote_codecs) & set(self.codecs):
+                mine = CALLENDED
+        if their == CALLENDED:  # step 3
+            mine = CALLENDED
+        outcome = TRANSITIONS.get((mine, their))  # step 4
+        if outcome is None:
+            self.ignored += 1
+            return
+        play = False
+        if outcome is Outcome.ENDED_IF_CALLER:
+            if call.is_caller:
+                mine = CALLENDED
+        elif outcome is Outcome.RINGINGOUT_IF_CALLER:
+            mine = RINGINGOUT if call.is_caller else CALLENDED
+        elif outcome is Outcome.INCALL:
+            mine = INCALL
+        elif outcome is Outcome.ANSWERED:
+            mine = INCALL
+            play = True
+        elif outcome is Outcome.PLAY:
+            play = True
+        if mine == INCALL and call.local_state < INCALL:
+            call.audio_time = call.audio_seq = 0
+        self._set_states(call, mine, their)  # step 5
+        call.last_activity = now
+        self._send_if_changed(call)
+        if play and msg.audio is not None:
+            self._play(call, msg.audio)
+
+    def _play(self, call: Call, audio: VompAudio) -> None:
+        rebuilt = call.audio_in.accept(audio.time_field, audio.seq_field)
+        if rebuilt is None:
+            return
+        time_ms, seq = rebuilt
+        self.events.append(AudioFrameReceived(call.call_id, audio.codec, time_ms, seq, audio.data))
+
+    # ----------------------------------------------------------------- helpers
+    def _live(self, call_id: int) -> Call:
+        call = self._calls.get(call_id)
+        if call is None:
+            raise CallError(f"no call {call_id}")
+        return call
+
+    def _new_call(self, remote_sid: bytes, remote_session: int, *, is_caller: bool, now: float):
+        in_use = {c.local_session for c in self._calls.values()}
+        in_use |= {c.remote_session for c in self._calls.values()}
+        in_use.add(remote_session)
+        session = 0
+        while session == 0 or session in in_use:
+            session = self._rng.randrange(1, 0x10000)
+        call = Call(
+            call_id=self._next_call_id,
+            remote_sid=remote_sid,
+            local_session=session,
+            remote_session=remote_session,
+            is_caller=is_caller,
+            created_at=now,
+            last_activity=now,
+            next_tick_at=now + STATUS_INTERVAL,
+        )
+        self._next_call_id += 1
+        self._calls[call.call_id] = call
+        return call
+
+    def _set_states(self, call: Call, mine: CallState, their: CallState) -> None:
+        new_local = max(call.local_state, CallState(mine))
+        new_remote = max(call.remote_state, CallState(their))
+        if (new_local, new_remote) == (call.local_state, call.remote_state):
+            return
+        call.local_state, call.remote_state = new_local, new_remote
+        self.events.append(
+            CallStateChanged(
+                call.call_id,
+                call.local_session,
+                call.remote_session,
+                int(new_local),
+                int(new_remote),
+                call.remote_sid,
+                call.remote_number,
+                call.remote_codecs,
+            )
+        )
+
+    def _send_if_changed(self, call: Call) -> None:
+        if call.state_byte != call.last_sent_state_byte:
+            self._send_status(call)
+
+    def _send_status(self, call: Call) -> None:
+        self.outgoing.append((call.remote_sid, self._message(call)))
+        call.last_sent_state_byte = call.state_byte
+
+    def _message(self, call: Call, audio: VompAudio | None = None) -> VompMessage:
+        with_codecs = audio is None and call.local_state < RINGINGOUT
+        with_codecs = with_codecs and call.remote_state < RINGINGOUT
+        with_numbers = with_codecs and call.is_caller
+        return VompMessage(
+            sender_session=call.local_session,
+            recipient_session=call.remote_session,
+            sender_state=call.local_state,
+            recipient_state=call.remote_state,
+            codecs=self.codecs if with_codecs else None,
+            caller_number=call.local_number if with_numbers else None,
+            called_number=call.remote_number if with_numbers else None,
+            audio=audio,
+        )
+
+    def _delete(self, call: Call, now: float, *, timed_out: bool) -> None:
+        del self._calls[call.call_id]
+        if call.remote_session:
+            self._deleted[(call.remote_sid, call.remote_session)] = now
+        self.events.append(CallEnded(call.call_id, call.remote_sid, timed_out))

@@ -1,0 +1,98 @@
+"""What a `Node` tells its application: small, immutable event records.
+
+The application (daemon, tests) drains them with `Node.next_event()`; the protocol core never calls
+back into application code, so nothing here holds a reference to a live object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class Event:
+    """Base class of everything `Node.next_event()` returns."""
+
+
+@dataclass(frozen=True)
+class PeerFound(Event):
+    """A neighbour's SID resolved and we heard from it: it can now be called and asked."""
+
+    sid: bytes
+    address: object
+
+
+@dataclass(frozen=True)
+class PeerLost(Event):
+    """Nothing heard from a neighbour for the expiry time; its table entry is gone."""
+
+    sid: bytes
+
+
+@dataclass(frozen=True)
+class DnaAnswer(Event):
+    """One reply to a number lookup (several can arrive for one lookup)."""
+
+    number: str
+    sid: bytes
+    uri: str
+    did: str
+    name: str
+
+
+@dataclass(frozen=True)
+class DnaLookupFinished(Event):
+    """A lookup reached its timeout; `answered` says whether any reply came."""
+
+    number: str
+    answered: bool
+
+
+@dataclass(frozen=True)
+class IncomingCall(Event):
+    """A peer dialled us; the application may `ring()`, `answer()` or `hang_up()` it."""
+
+    call: int
+    remote_sid: bytes
+    caller_number: str
+    called_number: str
+
+
+@dataclass(frozen=True)
+class CallStateChanged(Event):
+    """Either side's state of a call moved forward (states never go back)."""
+
+    call: int
+    local_session: int
+    remote_session: int
+    local_state: int
+    remote_state: int
+    remote_sid: bytes
+    remote_number: str
+    remote_codecs: tuple[int, ...] = ()  # the peer's codec list, once its first message came
+
+
+@dataclass(frozen=True)
+class CallEnded(Event):
+    """The call is gone from the table; nothing more is sent or accepted for it."""
+
+    call: int
+    remote_sid: bytes
+    timed_out: bool
+
+
+@dataclass(frozen=True)
+class AudioFrameReceived(Event):
+    """One VoMP audio frame, in arrival order, duplicates dropped (SPEC §12.6)."""
+
+    call: int
+    codec: int
+    time_ms: int
+    seq: int
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class PacketDropped(Event):
+    """A datagram or frame was refused; the reason is also counted in `Node.counters`."""
+
+    reason: str

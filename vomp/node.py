@@ -1,0 +1,569 @@
+"""`Node`: one Serval identity on the mesh, as a sans-IO state machine (like aioquic's connection).
+
+The transport feeds it datagrams with `receive(datagram, source_address, now)`, sends what
+`datagrams_to_send(now)` returns, calls `handle_timer(now)` at `next_timer()`, and drains
+`next_event()`. The application issues commands (`lookup`, `dial`, `ring`, `answer`, `hang_up`,
+`send_audio`). Nothing here reads a clock or a socket, and all randomness (nonces, sessions,
+ports, the frame-seq start) comes from the `rng` given at construction: the OS generator by
+default, a seeded Random in tests, which then replay exactly.
+
+What it does on the wire (SPEC §14): a tick broadcast every 500 ms with our full SID in the
+header; to every neighbour every 500 ms (and ~50 ms after an ACK_SOON frame) a link-state record
+claiming UNICAST with its interface number and a truthful ack; PLEASE_EXPLAIN asked and answered;
+key-map requests answered and sent; DNA lookups answered and made; VoMP calls. Every malformed,
+forged or unwanted input is counted in `counters` and dropped; no exception escapes `receive`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, deque
+from dataclasses import dataclass
+
+from vomp import crypto, keymap, linkstate, mdp, please_explain
+from vomp.address import AddressBook
+from vomp.call import CallError, CallTable
+from vomp.dna import (
+    encode_dna_reply,
+    encode_dna_request,
+    is_valid_did,
+    parse_dna_reply,
+    parse_dna_request,
+)
+from vomp.dna_lookup import LOOKUP_TIMEOUT, DnaLookups
+from vomp.events import (
+    DnaAnswer,
+    DnaLookupFinished,
+    Event,
+    PacketDropped,
+    PeerFound,
+    PeerLost,
+)
+from vomp.identity import Identity
+from vomp.mdp import MdpMode
+from vomp.messages import Codec, encode_vomp, parse_vomp
+from vomp.neighbours import ACK_SOON_DELAY, TICK_INTERVAL, Neighbour, NeighbourTable
+from vomp.packet import (
+    MTU,
+    PACKET_UNICAST,
+    TYPE_DATA,
+    TYPE_PLEASE_EXPLAIN,
+    Frame,
+    Packet,
+    encode_frame,
+    encode_header,
+    parse_packet,
+)
+from vomp.wire import ParseError
+
+__all__ = ["BROADCAST", "CallError", "Node"]
+
+
+class _Broadcast:
+    """The address meaning "the local link's broadcast address" (the transport knows which)."""
+
+    def __repr__(self) -> str:
+        return "BROADCAST"
+
+
+BROADCAST = _Broadcast()
+
+KEYMAP_RETRY = 0.5  # s between key-map requests to one peer while its key is missing
+BROADCAST_ID_MEMORY = 300.0  # s a (source, broadcast id) pair is remembered (§6 rule 4)
+NAME_MAX = 64
+HEADER_LEN = 37  # version, encapsulation, 0x20 + SID, flags, packet seq: all our headers
+# The largest audio payload one datagram carries: MTU minus packet header, frame header
+# (flags, 0x20 + SID, frame seq, length), crypto_box overhead, port byte and VoMP audio header.
+MAX_AUDIO_PAYLOAD = MTU - HEADER_LEN - 37 - crypto.BOX_OVERHEAD - 1 - 11
+
+
+@dataclass
+class _PendingDial:
+    number: str
+    deadline: float
+
+
+class Node:
+    """One handset (one identity) speaking Serval overlay/MDP/DNA/VoMP to its neighbours."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        number: str,
+        name: str = "",
+        *,
+        rng: random.Random | None = None,
+        codecs: tuple[int, ...] = (Codec.ULAW, Codec.OPUS),
+        can_ring: bool = True,
+    ) -> None:
+        if not is_valid_did(number):
+            raise ValueError(
+                f"phone number {number!r} is not valid: use 5 to 31 characters of 0-9 * # +"
+            )
+        if any(c in name for c in "|\0\n") or len(name) > NAME_MAX:
+            raise ValueError(f"name {name!r}: at most {NAME_MAX} characters, no '|' or newline")
+        self.identity = identity
+        self.sid = identity.sid
+        self.number = number
+        self.name = name
+        # Production uses the OS generator (nonces, sessions, ports); tests pass a seeded one.
+        self._rng = rng or random.SystemRandom()
+        self.book = AddressBook()
+        self.book.learn(self.sid, identity.sign_public)
+        self.neighbours = NeighbourTable(self._rng)
+        self.calls = CallTable(number, codecs, self._rng, can_ring=can_ring)
+        self.lookups = DnaLookups(self._rng)
+        self.counters: Counter[str] = Counter()
+        self._keys = crypto.SharedKeyCache()
+        self._events: deque[Event] = deque()
+        self._outbox: list[tuple[object, Frame]] = []
+        self._next_tick_at: float | None = None
+        self._seen_broadcast_ids: dict[tuple[bytes, bytes], float] = {}
+        self._keymap_asked: dict[bytes, float] = {}
+        self._pending_dials: list[_PendingDial] = []
+        # where each peer was last heard, kept after expiry so a final CALLENDED still goes out
+        self._last_address: dict[bytes, object] = {}
+
+    # ================================================================ the sans-IO interface
+    def receive(self, datagram: bytes, source_address: object, now: float) -> None:
+        """Process one UDP payload from `source_address`. Never raises for bad input."""
+        self._ensure_started(now)
+        self.counters["datagrams_received"] += 1
+        try:
+            self._receive(bytes(datagram), source_address, now)
+        except (ParseError, crypto.CryptoFailure, ValueError) as exc:
+            self._drop(type(exc).__name__)
+        except Exception as exc:  # a bug of ours must not let one datagram stop the handset
+            self.counters["internal_errors"] += 1
+            self._drop(f"internal_{type(exc).__name__}")
+        self._flush_calls()
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, object]]:
+        """Every datagram due now, each with its destination (an address or BROADCAST)."""
+        self._ensure_started(now)
+        self._flush_calls()
+        by_destination: dict[object, list[Frame]] = {}
+        for destination, frame in self._outbox:
+            by_destination.setdefault(destination, []).append(frame)
+        self._outbox.clear()
+        datagrams = []
+        for destination, frames in by_destination.items():
+            for chunk in self._packets(destination, frames):
+                datagrams.append((chunk, destination))
+        self.counters["datagrams_sent"] += len(datagrams)
+        return datagrams
+
+    def next_timer(self) -> float | None:
+        """When `handle_timer` must next run; 0.0 before the first call (start at once)."""
+        if self._next_tick_at is None:
+            return 0.0
+        times = [self._next_tick_at, self.calls.next_timer(), self.lookups.next_timer()]
+        times += [n.ack_due_at for n in self.neighbours]
+        times += [d.deadline for d in self._pending_dials]
+        return min((t for t in times if t is not None), default=None)
+
+    def handle_timer(self, now: float) -> None:
+        self._ensure_started(now)
+        if now >= self._next_tick_at:
+            self._tick(now)
+        for neighbour in self.neighbours:
+            if neighbour.ack_due_at is not None and neighbour.ack_due_at <= now:
+                self._queue_linkstate(neighbour)
+        self.calls.handle_timer(now)
+        self._run_lookups(now)
+        self._flush_calls()
+
+    def next_event(self) -> Event | None:
+        self._flush_calls()
+        return self._events.popleft() if self._events else None
+
+    # ============================================================================ commands
+    def lookup(self, number: str, now: float, timeout: float = LOOKUP_TIMEOUT) -> None:
+        """Ask the mesh who has `number` ('*' or '' asks everyone); answers arrive as events."""
+        if number not in ("", "*") and not is_valid_did(number):
+            raise ValueError(f"cannot look up {number!r}: use 5 to 31 characters of 0-9 * # +")
+        self._ensure_started(now)
+        self.lookups.start(number, now, timeout)
+        self._run_lookups(now)
+
+    def dial(self, target: str | bytes, now: float) -> int | None:
+        """Call a SID (bytes) or a number. Returns the call id, or None while a number is
+        being looked up: the call is placed when the first answer arrives (a
+        CallStateChanged event carries its id) and abandoned with DnaLookupFinished otherwise.
+        """
+        self._ensure_started(now)
+        if isinstance(target, bytes):
+            if len(target) != 32:
+                raise ValueError("a SID is 32 bytes")
+            return self._dial_sid(target, "", now)
+        if not is_valid_did(target):
+            raise ValueError(f"cannot dial {target!r}: use 5 to 31 characters of 0-9 * # +")
+        for answer in self.lookups.cached(target, now):
+            if answer.sid in self.neighbours:
+                return self._dial_sid(answer.sid, target, now)
+        self.lookup(target, now)
+        self._pending_dials.append(_PendingDial(target, now + LOOKUP_TIMEOUT))
+        return None
+
+    def ring(self, call: int, now: float) -> None:
+        self.calls.ring(call, now)
+        self._flush_calls()
+
+    def answer(self, call: int, now: float) -> None:
+        self.calls.answer(call, now)
+        self._flush_calls()
+
+    def hang_up(self, call: int, now: float) -> None:
+        self.calls.hang_up(call, now)
+        self._flush_calls()
+
+    def audio_codec(self, call: int) -> int | None:
+        """The codec to send on `call`: Opus if both sides have it, else µ-law (§12.1 REC)."""
+        return self.calls.audio_codec(call)
+
+    def send_audio(self, call: int, codec: int, payload: bytes, duration_ms: int) -> bool:
+        """Queue one audio frame (opaque bytes); False if the call is not INCALL."""
+        if len(payload) > MAX_AUDIO_PAYLOAD:
+            raise ValueError(
+                f"audio payload of {len(payload)} bytes does not fit one datagram "
+                f"(at most {MAX_AUDIO_PAYLOAD}); send shorter frames"
+            )
+        sent = self.calls.send_audio(call, codec, payload, duration_ms)
+        self._flush_calls()
+        return sent
+
+    # ============================================================================ receiving
+    def _receive(self, datagram: bytes, source: object, now: float) -> None:
+        parsed = parse_packet(datagram, self.book)
+        packet = parsed.packet
+        if packet.sender == self.sid:
+            self.counters["own_packets"] += 1
+            return
+        if packet.sender is None:
+            # We cannot even tell who sent it: ask everyone, and the sender directly (§8).
+            self._ask_to_explain(parsed.unknown_prefixes, None, source)
+            self._drop("unknown_sender")
+            return
+        neighbour, is_new = self.neighbours.heard(
+            packet.sender,
+            source,
+            interface=packet.interface or 0,
+            version=packet.version,
+            seq=packet.seq,
+            unicast=packet.unicast,
+            now=now,
+        )
+        self._last_address[packet.sender] = source
+        if is_new:
+            self._events.append(PeerFound(packet.sender, source))
+        if self.book.sign_key(packet.sender) is None:
+            self._request_sign_key(packet.sender, now)
+        for frame in packet.frames:
+            try:
+                self._receive_frame(frame, neighbour, source, now)
+            except (ParseError, crypto.CryptoFailure, ValueError) as exc:
+                # one bad frame costs only itself: the packet's other frames still count
+                self._drop(type(exc).__name__)
+        if parsed.unknown_prefixes:
+            self._ask_to_explain(parsed.unknown_prefixes, packet.sender, source)
+
+    def _receive_frame(self, frame: Frame, neighbour: Neighbour, source: object, now: float):
+        if not frame.resolved:
+            self._drop("unresolved_frame")
+            return
+        if frame.source == self.sid:
+            self.counters["own_frames"] += 1
+            return
+        if frame.frame_seq is not None and not neighbour.frames.accept(frame.frame_seq):
+            self.counters["duplicate_frames"] += 1
+            return
+        if frame.broadcast_id is not None:
+            key = (frame.source, frame.broadcast_id)
+            if key in self._seen_broadcast_ids:
+                self.counters["duplicate_broadcasts"] += 1
+                return
+            self._seen_broadcast_ids[key] = now
+        if not frame.is_broadcast and frame.destination != self.sid:
+            self.counters["frames_not_for_us"] += 1
+            return
+        if frame.ack_soon and neighbour.ack_due_at is None:
+            neighbour.ack_due_at = now + ACK_SOON_DELAY
+        if frame.type == TYPE_PLEASE_EXPLAIN:
+            self._receive_please_explain(frame, source)
+        elif frame.type == TYPE_DATA:
+            self._receive_mdp(frame, source, now)
+        else:
+            self.counters["frames_skipped_type"] += 1
+
+    def _receive_please_explain(self, frame: Frame, source: object) -> None:
+        entries = please_explain.parse_please_explain(frame.payload)
+        for entry in entries:
+            if isinstance(entry, please_explain.ExplainAnswer):
+                self.book.learn(entry.sid, entry.sign_key)
+        answers: list[bytes] = []
+        explain_self = False
+        for entry in entries:
+            if not isinstance(entry, please_explain.ExplainRequest):
+                continue
+            for sid in self.book.matches(entry.prefix):
+                if sid == self.sid:
+                    explain_self = True
+                elif sid not in answers:
+                    answers.append(sid)
+        if explain_self or answers:
+            # Any packet of ours carries our full SID in its header, which is the answer
+            # for our own SID (§8); other SIDs we know go in as 0x20 statements.
+            payload = please_explain.encode_please_explain(
+                [please_explain.ExplainAnswer(sid) for sid in answers]
+            )
+            self._send_frame(
+                frame.source,
+                Frame.to_peer(self.sid, frame.source, payload, type=TYPE_PLEASE_EXPLAIN),
+                fallback=source,
+            )
+            self.counters["please_explain_answered"] += 1
+
+    def _receive_mdp(self, frame: Frame, source: object, now: float) -> None:
+        mode = mdp.mode_of(frame.flags)
+        if mode is MdpMode.BOX and frame.destination != self.sid:
+            self._drop("boxed_broadcast")
+            return
+        try:
+            content = mdp.open_payload(
+                frame.payload,
+                mode,
+                shared_key=self._shared_key(frame.source) if mode is MdpMode.BOX else None,
+                sign_public=self.book.sign_key(frame.source),
+            )
+        except mdp.MissingKey:
+            # servald does the same: drop, fetch the key; the sender repeats itself (§10).
+            self._request_sign_key(frame.source, now, force=True)
+            self._drop("missing_sign_key")
+            return
+        message = mdp.parse_content(content)
+        if message.dst_port == mdp.PORT_LINKSTATE:
+            self._receive_linkstate(frame, message.body)
+        elif message.dst_port == mdp.PORT_KEYMAP:
+            self._receive_keymap(frame, mode, message.body, source)
+        elif message.dst_port == mdp.PORT_DNA:
+            if mode is MdpMode.CLEAR:  # nothing proves who asks: do not answer (§11 REQ)
+                self._drop("dna_request_unsigned")
+                return
+            self._receive_dna_request(frame, message, source)
+        elif message.src_port == mdp.PORT_DNA and mode is MdpMode.BOX:
+            self._receive_dna_reply(frame, message, now)
+        elif message.dst_port == mdp.PORT_VOMP:
+            if mode is not MdpMode.BOX:
+                self._drop("vomp_not_boxed")
+                return
+            msg = parse_vomp(message.body)
+            self.calls.receive(frame.source, msg, now)
+        else:
+            self.counters["frames_unbound_port"] += 1
+
+    def _receive_linkstate(self, frame: Frame, body: bytes) -> None:
+        records, _unknown = linkstate.parse_linkstate(body, frame.source, self.book)
+        for record in records:
+            if record.is_neighbour_record and record.transmitter_sid == self.sid:
+                self.counters["linkstate_heard_us"] += 1
+
+    def _receive_keymap(self, frame: Frame, mode: MdpMode, body: bytes, source: object) -> None:
+        request = keymap.parse_keymap(body)
+        if request.is_request:
+            if mode is not MdpMode.BOX:
+                self._drop("keymap_request_not_boxed")
+                return
+            reply = keymap.encode_reply(self.identity)
+            self._send_mdp(frame.source, mdp.PORT_KEYMAP, mdp.PORT_KEYMAP, reply, source)
+            self.counters["keymap_answered"] += 1
+        elif request.is_reply:
+            if not request.verify(frame.source):
+                self._drop("keymap_reply_forged")
+                return
+            self.book.learn(frame.source, request.sign_key)
+            self.counters["sign_keys_learnt"] += 1
+        else:
+            self.counters["keymap_ignored"] += 1
+
+    def _receive_dna_request(self, frame: Frame, message: mdp.MdpMessage, source: object):
+        request = parse_dna_request(message.body)
+        if not request.matches(self.number):
+            return
+        reply = encode_dna_reply(self.sid, self.number, self.name)
+        self._send_mdp(frame.source, message.src_port, mdp.PORT_DNA, reply, source)
+        self.counters["dna_answered"] += 1
+
+    def _receive_dna_reply(self, frame: Frame, message: mdp.MdpMessage, now: float) -> None:
+        reply = parse_dna_reply(message.body)
+        if reply.sid != frame.source:
+            self._drop("dna_reply_forged")
+            return
+        number, first = self.lookups.answer(
+            message.dst_port, reply.sid, reply.uri, reply.did, reply.name, now
+        )
+        if number is None:
+            self.counters["dna_reply_unexpected"] += 1
+            return
+        if first:
+            self._events.append(DnaAnswer(number, reply.sid, reply.uri, reply.did, reply.name))
+        for pending in [p for p in self._pending_dials if p.number == number]:
+            self._pending_dials.remove(pending)
+            self._dial_sid(reply.sid, number, now)
+
+    # ============================================================================== sending
+    def _tick(self, now: float) -> None:
+        """Every 500 ms: broadcast a tick, and tell every neighbour we hear it (§9.1, §9.3)."""
+        self._next_tick_at = max(self._next_tick_at + TICK_INTERVAL, now)
+        if self._next_tick_at <= now:
+            self._next_tick_at = now + TICK_INTERVAL
+        for gone in self.neighbours.expire(now):
+            self._keys.forget(gone.sid)
+            self._events.append(PeerLost(gone.sid))
+        self._outbox.append((BROADCAST, None))
+        for neighbour in self.neighbours:
+            self._queue_linkstate(neighbour)
+        self._seen_broadcast_ids = {
+            k: t for k, t in self._seen_broadcast_ids.items() if now - t < BROADCAST_ID_MEMORY
+        }
+
+    def _queue_linkstate(self, neighbour: Neighbour) -> None:
+        acks = neighbour.unicast_acks
+        record = linkstate.neighbour_record(
+            neighbour.sid,
+            neighbour.interface,
+            unicast=True,
+            ack_seq=acks.ack_seq,
+            ack_mask=acks.mask,
+        )
+        body = mdp.encode_content(
+            mdp.PORT_LINKSTATE, mdp.PORT_LINKSTATE, linkstate.encode_linkstate([record])
+        )
+        frame = Frame.local_broadcast(self.sid, body, frame_seq=self.neighbours.next_frame_seq())
+        self._outbox.append((neighbour.address, frame))
+        neighbour.ack_due_at = None
+
+    def _run_lookups(self, now: float) -> None:
+        for lookup in self.lookups.due(now):
+            content = mdp.encode_content(
+                mdp.PORT_DNA, lookup.port, encode_dna_request(lookup.number)
+            )
+            payload = mdp.seal(content, MdpMode.SIGNED, ed_secret=self.identity.ed_secret)
+            frame = Frame.local_broadcast(
+                self.sid,
+                payload,
+                crypto_flags=MdpMode.SIGNED,
+                frame_seq=self.neighbours.next_frame_seq(),
+            )
+            # Broadcast, and the same frame (same frame seq, so receivers drop the second copy)
+            # unicast to every neighbour, as servald does: Wi-Fi broadcasts are lossy, and
+            # servald ignores broadcasts from outside its subnet (§1).
+            self._outbox.append((BROADCAST, frame))
+            for neighbour in self.neighbours:
+                self._outbox.append((neighbour.address, frame))
+            self.counters["dna_requests_sent"] += 1
+        for lookup in self.lookups.finished(now):
+            self._events.append(DnaLookupFinished(lookup.number, bool(lookup.uris)))
+        for pending in [p for p in self._pending_dials if p.deadline <= now]:
+            self._pending_dials.remove(pending)
+
+    def _dial_sid(self, sid: bytes, number: str, now: float) -> int:
+        call = self.calls.dial(sid, number, now)
+        self._flush_calls()
+        return call.call_id
+
+    def _flush_calls(self) -> None:
+        """Turn the call table's messages and events into frames and Node events."""
+        for remote_sid, message in self.calls.outgoing:
+            self._send_mdp(remote_sid, mdp.PORT_VOMP, mdp.PORT_VOMP, encode_vomp(message), None)
+        self.calls.outgoing.clear()
+        self._events.extend(self.calls.events)
+        self.calls.events.clear()
+
+    def _send_mdp(self, sid: bytes, dst_port: int, src_port: int, body: bytes, fallback):
+        """A crypto_box frame to one peer (every unicast service servald boxes, §7)."""
+        content = mdp.encode_content(dst_port, src_port, body)
+        payload = mdp.seal(
+            content, MdpMode.BOX, shared_key=self._shared_key(sid), nonce=self._nonce()
+        )
+        frame = Frame.to_peer(self.sid, sid, payload, crypto_flags=MdpMode.BOX)
+        self._send_frame(sid, frame, fallback=fallback)
+
+    def _send_frame(self, sid: bytes, frame: Frame, *, fallback: object = None) -> None:
+        neighbour = self.neighbours.get(sid)
+        address = neighbour.address if neighbour else self._last_address.get(sid, fallback)
+        if address is None:
+            self._drop("no_address_for_peer")
+            return
+        frame.frame_seq = self.neighbours.next_frame_seq()
+        self._outbox.append((address, frame))
+
+    def _ask_to_explain(self, prefixes: list[bytes], sender: bytes | None, source: object):
+        payload = please_explain.encode_please_explain(
+            [please_explain.ExplainRequest(prefix) for prefix in prefixes]
+        )
+        self.counters["please_explain_asked"] += 1
+        if sender is not None:
+            frame = Frame.to_peer(self.sid, sender, payload, type=TYPE_PLEASE_EXPLAIN)
+            self._send_frame(sender, frame, fallback=source)
+            return
+        frame = Frame.local_broadcast(
+            self.sid, payload, type=TYPE_PLEASE_EXPLAIN, frame_seq=self.neighbours.next_frame_seq()
+        )
+        self._outbox.append((BROADCAST, frame))
+        self._outbox.append((source, frame))
+
+    def _request_sign_key(self, sid: bytes, now: float, *, force: bool = False) -> None:
+        asked = self._keymap_asked.get(sid)
+        if asked is not None and now - asked < KEYMAP_RETRY:
+            return
+        if asked is not None and not force:
+            return
+        self._keymap_asked[sid] = now
+        self._send_mdp(sid, mdp.PORT_KEYMAP, mdp.PORT_KEYMAP, keymap.encode_request(), None)
+        self.counters["keymap_requests_sent"] += 1
+
+    def _packets(self, destination: object, frames: list[Frame | None]) -> list[bytes]:
+        """Pack frames for one destination into as few datagrams as the MTU allows (§1)."""
+        unicast = destination is not BROADCAST
+        room = MTU - HEADER_LEN
+        bodies: list[bytearray] = [bytearray()]
+        for frame in frames:
+            if frame is None:  # a tick: the header alone is enough
+                continue
+            encoded = encode_frame(frame)
+            if len(encoded) > room:
+                self._drop("frame_too_large")
+                continue
+            if len(bodies[-1]) + len(encoded) > room:
+                bodies.append(bytearray())
+            bodies[-1] += encoded
+        if len(bodies) > 1 and not bodies[-1]:
+            bodies.pop()
+        if not bodies[0] and None not in frames:
+            return []  # every frame was refused and no tick was asked for
+        return [self._header(destination, unicast) + bytes(body) for body in bodies]
+
+    def _header(self, destination: object, unicast: bool) -> bytes:
+        packet = Packet(
+            self.sid,
+            flags=PACKET_UNICAST if unicast else 0,
+            seq=self.neighbours.next_packet_seq(destination),
+        )
+        return encode_header(packet)
+
+    # ============================================================================= helpers
+    def _ensure_started(self, now: float) -> None:
+        if self._next_tick_at is None:
+            self._next_tick_at = now  # the first tick goes out at once (§14 step 1)
+
+    def _shared_key(self, sid: bytes) -> bytes:
+        return self._keys.get(sid, self.sid, self.identity.box_secret)
+
+    def _nonce(self) -> bytes:
+        nonce = bytearray(self._rng.randbytes(crypto.NONCE_LEN))
+        nonce[0] &= 0x7F
+        return bytes(nonce)
+
+    def _drop(self, reason: str) -> None:
+        self.counters[f"dropped_{reason}"] += 1
+        self._events.append(PacketDropped(reason))
