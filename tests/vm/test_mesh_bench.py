@@ -17,10 +17,15 @@ from pathlib import Path
 
 import pytest
 
+from firmware.transport import SERVAL_PORT, NodeProtocol, open_socket
 from hw.mesh import MeshConfig, MeshManager
 from hw.mesh.addressing import candidate_addresses, mesh_mac
 from hw.mesh.kernel import Pyroute2Backend
 from vmbench.guest import Bench, Node, in_guest
+from vomp.events import AudioFrameReceived, CallEnded, CallStateChanged, DnaAnswer, Event
+from vomp.identity import Identity
+from vomp.messages import CallState, Codec
+from vomp.node import Node as VompNode
 
 ORIG_INTERVAL_MS = 250  # not the default, so the bench proves the genl write took effect
 ROUTE_TIMEOUT = 120.0
@@ -316,3 +321,172 @@ def test_a_deleted_bat0_is_recreated_with_the_same_mac_and_address(line):
     (bat0,) = json.loads(node0.sh("ip", "-j", "-4", "addr", "show", "dev", "bat0"))
     assert bat0["addr_info"][0]["local"] == str(first_address(node0))
     assert manager.status.address.ip == first_address(node0)
+
+
+# --- a VoMP call between the ends, over the mesh the manager keeps up ---------------------------
+
+
+class Handset:
+    """One end of the call: the project's Node on its asyncio UDP transport, bound to bat0 in
+    the node's namespace, with an event log and a "user" who answers when it rings."""
+
+    def __init__(self, protocol: NodeProtocol, answers: bool) -> None:
+        self.protocol = protocol
+        self.answers = answers
+        self.events: list[Event] = []
+        self._pump = asyncio.create_task(self._collect())
+
+    @classmethod
+    async def start(cls, node: Node, manager: MeshManager, number: str, answers: bool = False):
+        endpoint = await manager.endpoint()
+        handset = VompNode(Identity.generate(), number, f"bench {node.name}")
+        with node.inside():  # the socket belongs to the namespace it is created in
+            sock = open_socket(SERVAL_PORT, endpoint.ifname)
+        loop = asyncio.get_running_loop()
+        broadcast = (str(endpoint.broadcast), SERVAL_PORT)
+        _, protocol = await loop.create_datagram_endpoint(
+            lambda: NodeProtocol(handset, broadcast), sock=sock
+        )
+        return cls(protocol, answers)
+
+    @property
+    def node(self) -> VompNode:
+        return self.protocol.node
+
+    async def _collect(self) -> None:
+        while True:
+            event = await self.protocol.next_event()
+            self.events.append(event)
+            if (
+                self.answers
+                and isinstance(event, CallStateChanged)
+                and event.remote_state == CallState.RINGINGOUT
+                and event.local_state < CallState.RINGINGIN
+            ):
+                self.protocol.command(
+                    lambda n, now, c=event.call: (n.ring(c, now), n.answer(c, now))
+                )
+
+    async def wait_for(self, predicate: Callable[[Event], bool], what: str, timeout: float = 90):
+        def found():
+            return next((e for e in self.events if predicate(e)), None)
+
+        return await until(found, timeout, what)
+
+    def heard(self, call: int) -> list[int]:
+        """Sequence numbers (from the payloads) of the audio frames that arrived on `call`."""
+        return [
+            int.from_bytes(e.payload[1:5], "big")
+            for e in self.events
+            if isinstance(e, AudioFrameReceived) and e.call == call
+        ]
+
+    def close(self) -> None:
+        self._pump.cancel()
+        self.protocol.close()
+
+
+async def talk(handset: Handset, call: int, tag: bytes, sent: list[int]) -> None:
+    """Send a µ-law frame every 100 ms (slower than real time: Python under TCG is slow)."""
+    seq = 0
+    while True:
+        payload = tag + seq.to_bytes(4, "big") + bytes(155)
+        if handset.protocol.command(
+            lambda n, now, p=payload: n.send_audio(call, Codec.ULAW, p, 20)
+        ):
+            sent.append(seq)
+            seq += 1
+        await asyncio.sleep(0.1)
+
+
+def in_call(call: int | None = None) -> Callable[[Event], bool]:
+    """Both sides of `call` (or of any call) report INCALL."""
+
+    def predicate(event: Event) -> bool:
+        return (
+            isinstance(event, CallStateChanged)
+            and (call is None or event.call == call)
+            and event.local_state == CallState.INCALL
+            and event.remote_state == CallState.INCALL
+        )
+
+    return predicate
+
+
+def test_the_ends_look_each_other_up_and_call_through_a_radio_reset(line):
+    node0, _, node2 = line
+    reset_note = {}
+
+    async def scenario():
+        all_managers = managers(line)
+        loops = [asyncio.create_task(m.run()) for m in all_managers]
+        caller = callee = None
+        talkers: list[asyncio.Task] = []
+        try:
+            await until(lambda: all(m.status.ready for m in all_managers), 60, "managers ready")
+            caller = await Handset.start(node0, all_managers[0], "5550100")
+            callee = await Handset.start(node2, all_managers[2], "5550102", answers=True)
+
+            # DNA: each end looks the other's number up, two hops away.
+            caller.protocol.command(lambda n, now: n.lookup("5550102", now))
+            callee.protocol.command(lambda n, now: n.lookup("5550100", now))
+            found_callee = await caller.wait_for(
+                lambda e: isinstance(e, DnaAnswer) and e.did == "5550102", "DNA answer at node0"
+            )
+            found_caller = await callee.wait_for(
+                lambda e: isinstance(e, DnaAnswer) and e.did == "5550100", "DNA answer at node2"
+            )
+            assert found_callee.sid == callee.node.sid and found_caller.sid == caller.node.sid
+
+            call = caller.protocol.command(lambda n, now: n.dial(found_callee.sid, now))
+            await caller.wait_for(in_call(call), "INCALL at node0")
+            incoming = await callee.wait_for(in_call(), "INCALL at node2")
+
+            sent_by_caller: list[int] = []
+            sent_by_callee: list[int] = []
+            talkers = [
+                asyncio.create_task(talk(caller, call, b"A", sent_by_caller)),
+                asyncio.create_task(talk(callee, incoming.call, b"B", sent_by_callee)),
+            ]
+            await until(
+                lambda: len(callee.heard(incoming.call)) >= 10 and len(caller.heard(call)) >= 10,
+                60,
+                "audio both ways",
+            )
+
+            # Mid-call, node0's radio goes down (a driver reset); its manager must re-join,
+            # and frames sent after the re-join must reach both ends.
+            started = time.monotonic()
+            await asyncio.to_thread(node0.sh, "ip", "link", "set", node0.ifname, "down")
+            await until(lambda: all_managers[0].status.joins >= 1, REPAIR_TIMEOUT, "re-join")
+            after = (len(sent_by_caller), len(sent_by_callee))
+            await until(
+                lambda: (
+                    any(s >= after[0] for s in callee.heard(incoming.call))
+                    and any(s >= after[1] for s in caller.heard(call))
+                ),
+                REPAIR_TIMEOUT,
+                "audio frames sent after the re-join arriving at both ends",
+            )
+            reset_note["gap"] = time.monotonic() - started
+
+            ended = [e for h in (caller, callee) for e in h.events if isinstance(e, CallEnded)]
+            assert ended == [], "the call must survive the radio reset"
+            caller.protocol.command(lambda n, now: n.hang_up(call, now))
+            await callee.wait_for(lambda e: isinstance(e, CallEnded), "CallEnded at node2")
+            heard = callee.heard(incoming.call)
+            assert heard == sorted(set(heard)), "frames arrive in order, without duplicates"
+        finally:
+            for task in talkers:
+                task.cancel()
+            for handset in (caller, callee):
+                if handset is not None:
+                    handset.close()
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, *talkers, return_exceptions=True)
+            for m in all_managers:
+                await m.close()
+
+    asyncio.run(scenario())
+    note("vomp_audio_gap_after_radio_reset", reset_note["gap"], "s")
