@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: all venv test lint check clean vm-image vm-test run
+.PHONY: all venv test lint check clean
 
 all: venv
 
@@ -22,12 +22,19 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: venv lint vm-image
+test: venv lint
 	$(VENV)/bin/pytest
+
+# Benchmarks print `name value unit` lines (bench/README.md); never asserted by tests.
+.PHONY: bench
+bench: venv
+	@for f in bench/*.py; do $(PY) $$f || exit 1; done | tee bench/results.txt
 
 # The virtual bench (vmbench/README.md): build or find in the cache the VM's kernel and root
 # image (needs root; a cold build takes a few minutes, a cached one under a second), and run the
-# tests under tests/vm inside it.
+# tests under tests/vm inside it. `make test` runs them too.
+.PHONY: vm-image vm-test
+test: vm-image
 vm-image: venv
 	@if [ "$$(id -u)" = 0 ]; then $(PY) -m vmbench build; \
 	else echo "vm-image: not root, the bench tests will skip"; fi
@@ -35,15 +42,11 @@ vm-image: venv
 vm-test: vm-image
 	$(VENV)/bin/pytest tests/vm
 
-# Benchmarks print `name value unit` lines (bench/README.md); never asserted by tests.
-.PHONY: bench
-bench: venv
-	@for f in bench/*.py; do $(PY) $$f || exit 1; done | tee bench/results.txt
-
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache
 
 # Start the handset; e.g. make run HANDSET_ARGS="--interface bat0 --number 5551234 --name Kim"
+.PHONY: run
 HANDSET_ARGS ?=
 run: venv
 	$(VENV)/bin/handset run $(HANDSET_ARGS)

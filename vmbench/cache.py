@@ -7,6 +7,7 @@ interrupted build never leaves a half stage that a later run would trust.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -34,30 +35,37 @@ def source_of(*files: str | Path) -> bytes:
 
 
 def stage(name: str, stage_key: str, build: Callable[[Path], None], log=print) -> Path:
-    """Return the finished directory of stage `name`, calling `build(tmpdir)` if it is missing."""
+    """Return the finished directory of stage `name`, calling `build(tmpdir)` if it is missing.
+    Concurrent runs (several worktrees' `make test`) wait for one build instead of racing."""
     root = cache_root()
     final = root / f"{name}-{stage_key}"
     if final.is_dir():
         os.utime(final)
         return final
     root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".{name}-{stage_key}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    log(f"vmbench: building {name} ({stage_key}) in {tmp}")
-    try:
-        build(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    tmp.rename(final)
-    _drop_older(root, name, keep=final)
+    with open(root / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if final.is_dir():  # built by whoever held the lock before us
+            os.utime(final)
+            return final
+        for stale in root.glob(f".{name}-*.tmp-*"):  # left by a killed build
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = root / f".{name}-{stage_key}.tmp-{os.getpid()}"
+        tmp.mkdir()
+        log(f"vmbench: building {name} ({stage_key}) in {tmp}")
+        try:
+            build(tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        tmp.rename(final)
+        _drop_older(root, name, keep=final)
     return final
 
 
-def _drop_older(root: Path, name: str, keep: Path, count: int = 2) -> None:
-    """Old builds are dead weight (hundreds of MB); keep the `count` most recently used, so two
-    branches with different recipes do not rebuild each other's stage at every run."""
+def _drop_older(root: Path, name: str, keep: Path, count: int = 4) -> None:
+    """Old builds are dead weight (hundreds of MB); keep the `count` most recently used, so the
+    worktrees of several branches (different pins) do not rebuild each other's stages."""
     builds = sorted(
         (p for p in root.glob(f"{name}-*") if p.is_dir() and p != keep),
         key=lambda p: p.stat().st_mtime,

@@ -23,7 +23,7 @@ def build(repo: Path, log=print) -> Image:
     return Image(
         vmlinux=kern.vmlinux,
         initrd=initramfs.initramfs(kern, log=log),
-        root=rootfs.rootfs(Path(repo) / "constraints.txt", log=log),
+        root=rootfs.rootfs(Path(repo), log=log),
         modules=kern.modules,
         release=kern.release,
     )

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 from vmbench import cache
@@ -37,17 +38,10 @@ DEBIAN_PACKAGES = (
     "libopus0",  # opuslib_next loads it with ctypes
     "gpiod",  # gpioget/gpioset to check gpio-sim from outside Python
 )
-# Python distributions for the guest, at the versions pinned in constraints.txt.
-PYTHON_PACKAGES = (
-    "pynacl",
-    "opuslib_next",
-    "pyalsaaudio",
-    "pyroute2",
-    "pytest",
-    "hypothesis",
-    "rpi-lgpio",
-    "lgpio",
-)
+# The guest gets the project's dependencies and its `test` extra (pyproject.toml), at the versions
+# pinned in constraints.txt, plus what only the bench tests use, minus what it cannot use.
+GUEST_ONLY_PACKAGES = ("rpi-lgpio", "lgpio")  # RPi.GPIO's API against gpio-sim
+NOT_IN_GUEST = {"ruff", "systemd-python"}  # a linter; the guest runs no systemd
 GUEST_PYTHON = "/opt/venv/bin/python"
 # Trimmed from the image: the VM never reads them and they cost boot-image size.
 DPKG_EXCLUDES = (
@@ -56,46 +50,56 @@ DPKG_EXCLUDES = (
     "path-exclude=/usr/share/locale/*",
     "path-exclude=/usr/share/info/*",
 )
+WARM_TEST = """
+import hypothesis.strategies as st
+from hypothesis import given
+
+
+@given(st.binary())
+def test_warm(data):
+    assert isinstance(data, bytes)
+"""
 CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8"}
 
 
-def pinned_requirements(constraints: Path) -> list[str]:
-    """`name==version` for each guest package; every one must be pinned, so the guest runs what
-    the host tests and the image run."""
-    pins = {}
-    for line in constraints.read_text().splitlines():
-        match = re.match(r"\s*([A-Za-z0-9_.-]+)\s*==\s*(\S+)", line)
-        if match:
-            pins[_normalise(match.group(1))] = f"{match.group(1)}=={match.group(2)}"
-    missing = [name for name in PYTHON_PACKAGES if _normalise(name) not in pins]
-    if missing:
-        raise ValueError(f"{constraints}: pin {', '.join(missing)} (name==version) for the VM")
-    return [pins[_normalise(name)] for name in PYTHON_PACKAGES]
+def guest_packages(repo: Path) -> list[str]:
+    """Distribution names to install in the guest, from the repo's pyproject.toml."""
+    project = tomllib.loads((repo / "pyproject.toml").read_text())["project"]
+    wanted = [
+        *project.get("dependencies", []),
+        *project.get("optional-dependencies", {}).get("test", []),
+    ]
+    names = [re.match(r"\s*([A-Za-z0-9_.-]+)", req).group(1) for req in wanted]
+    names += GUEST_ONLY_PACKAGES
+    seen: dict[str, str] = {}
+    for name in names:
+        if _normalise(name) not in NOT_IN_GUEST:
+            seen.setdefault(_normalise(name), name)
+    return sorted(seen.values())
 
 
 def _normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def build_key(constraints: Path) -> str:
+def build_key(repo: Path) -> str:
     return cache.key(
-        "\n".join(pinned_requirements(constraints)),
+        "\n".join(guest_packages(repo)),
+        (repo / "constraints.txt").read_bytes(),
         cache.source_of(__file__),
     )
 
 
-def rootfs(constraints: Path, log=print) -> Path:
+def rootfs(repo: Path, log=print) -> Path:
     """The path of root.img, built if missing."""
-    out = cache.stage(
-        "rootfs", build_key(constraints), lambda d: _build(constraints, d, log), log=log
-    )
+    out = cache.stage("rootfs", build_key(repo), lambda d: _build(repo, d, log), log=log)
     return out / "root.img"
 
 
-def _build(constraints: Path, out: Path, log) -> None:
+def _build(repo: Path, out: Path, log) -> None:
     wheels = out / "wheels"
-    requirements = pinned_requirements(constraints)
-    log(f"vmbench: building wheels {' '.join(requirements)}")
+    requirements = guest_packages(repo)
+    log(f"vmbench: building wheels for {' '.join(requirements)} (pinned by constraints.txt)")
     # --isolated: the host's pip config and PIP_* variables must not pick the guest's wheels.
     subprocess.run(
         [
@@ -105,6 +109,8 @@ def _build(constraints: Path, out: Path, log) -> None:
             "--isolated",
             "wheel",
             "-q",
+            "-c",
+            str(repo / "constraints.txt"),
             "-w",
             str(wheels),
             *requirements,
@@ -113,15 +119,23 @@ def _build(constraints: Path, out: Path, log) -> None:
         env=CLEAN_ENV,
     )
     (wheels / "requirements.txt").write_text("\n".join(requirements) + "\n")
+    (wheels / "warm_test.py").write_text(WARM_TEST)
 
     tree = out / "tree"
     log(f"vmbench: mmdebstrap {SUITE} into {tree}")
-    install_wheels = (
-        f'chroot "$1" python3 -m venv {Path(GUEST_PYTHON).parent.parent} && '
-        f'chroot "$1" {GUEST_PYTHON} -m pip install -q --no-index --no-cache-dir '
-        "--disable-pip-version-check --find-links /tmp/wheels -r /tmp/wheels/requirements.txt && "
-        f'chroot "$1" {GUEST_PYTHON} -m pip freeze > "$1"/opt/venv/freeze.txt && '
-        'rm -rf "$1"/tmp/wheels "$1"/var/cache/apt/*.bin "$1"/var/lib/apt/lists/*'
+    venv = Path(GUEST_PYTHON).parent.parent
+    install_wheels = " && ".join(
+        [
+            f'chroot "$1" python3 -m venv {venv}',
+            f'chroot "$1" {GUEST_PYTHON} -m pip install -q --no-index --no-cache-dir'
+            " --disable-pip-version-check --find-links /tmp/wheels -r /tmp/wheels/requirements.txt",
+            f'chroot "$1" {GUEST_PYTHON} -m pip freeze > "$1"{venv}/freeze.txt',
+            # pytest rewrites the asserts of its plugins' whole distributions (hypothesis: ~80
+            # modules, 20-40 s under TCG) at each start, unless the rewritten bytecode is cached.
+            f'chroot "$1" sh -c "cd /tmp/wheels && {GUEST_PYTHON} -m pytest -q'
+            ' -p no:cacheprovider warm_test.py"',
+            'rm -rf "$1"/tmp/wheels "$1"/var/cache/apt/*.bin "$1"/var/lib/apt/lists/*',
+        ]
     )
     cmd = [
         "mmdebstrap",

@@ -45,7 +45,7 @@ export PATH=/opt/venv/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 
 export VMBENCH_GUEST=1 LG_WD=/tmp PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 cd /src
 echo "vmbench: guest up after $(cut -d' ' -f1 /proc/uptime) s"
-{ sh /job/cmd.sh; echo $? > /job/rc; } 2>&1 | tee /job/output.log
+{ bash /job/cmd.sh; echo $? > /job/rc; } 2>&1 | tee /job/output.log
 sync
 echo o > /proc/sysrq-trigger
 while :; do :; done  # PID 1 must not exit while the power-off runs
@@ -71,7 +71,7 @@ def run(
     memory_mb: int = 512,
     echo: bool = False,
 ) -> VmResult:
-    """Boot, run `command` with /bin/sh in /src, power off. `echo` streams the console to stderr."""
+    """Boot, run `command` with bash in /src, power off. `echo` streams the console to stderr."""
     job = Path(job_dir) if job_dir else Path(tempfile.mkdtemp(prefix="vmbench-job-"))
     job.mkdir(parents=True, exist_ok=True)
     for stale in ("rc", "output.log"):
