@@ -36,8 +36,14 @@ def identity(node: Node) -> bytes:
     return f"bench {node.name}".encode()
 
 
+# Repairs must be driven by netlink events: the backstop poll is far longer than any wait here.
+POLL_INTERVAL_S = 600.0
+
+
 def config(node: Node) -> MeshConfig:
-    return MeshConfig(netns=node.netns, orig_interval_ms=ORIG_INTERVAL_MS, poll_interval_s=2.0)
+    return MeshConfig(
+        netns=node.netns, orig_interval_ms=ORIG_INTERVAL_MS, poll_interval_s=POLL_INTERVAL_S
+    )
 
 
 def managers(nodes: list[Node]) -> list[MeshManager]:
