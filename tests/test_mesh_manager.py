@@ -55,12 +55,12 @@ def test_start_up_brings_radio_mesh_and_address_up_in_one_converge():
     assert bat0.addresses == [IPv4Interface(f"{expected_address()}/16")]
 
 
-def test_a_second_converge_changes_nothing():
+def test_a_second_converge_changes_nothing_and_looks_once():
     manager, kernel = manager_with_radio()
     run(manager.converge())
-    steps = len(kernel.applied)
+    steps, looks = len(kernel.applied), manager.status.observations
     run(manager.converge())
-    assert len(kernel.applied) == steps
+    assert len(kernel.applied) == steps and manager.status.observations == looks + 1
 
 
 def test_the_endpoint_is_bat0s_address_and_the_prefix_broadcast():

@@ -47,6 +47,7 @@ class MeshStatus:
     address: IPv4Interface | None = None
     radio: str | None = None
     joins: int = 0  # IBSS joins; more than one means the manager repaired the mesh
+    observations: int = 0  # kernel state reads; climbing fast at rest would mean event churn
     errors: int = 0
     last_error: str | None = None
 
@@ -115,6 +116,7 @@ class MeshManager:
         """One observe-plan-apply round; True when there was nothing left to do."""
         cfg = self.config
         observed = await self.backend.observe(cfg.radio, cfg.mesh_interface)
+        self.status.observations += 1
         desired = self._desired(observed)
         if desired is None:
             self._record(observed, ready=False, waiting_for="no Wi-Fi interface")

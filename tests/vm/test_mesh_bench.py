@@ -252,8 +252,10 @@ async def repaired(
     """Run all three managers, break node0 with `break_it`, wait until the kernel's own tools
     say node0 is whole again (`is_whole`) and, with `route_back`, node0 -> node2 pings.
 
-    A re-enabled radio starts a new OGM sequence, which batman-adv's reset protection ignores
-    for 30 s; so routes come back ~30 s after a radio reset, whoever manages the mesh."""
+    When the radio of an end node goes down, batman-adv there drops its routes and translation
+    table; routes return within seconds of the re-join, but unicast to the far end waits until
+    the far end's client MAC is re-learned (ARP through the distributed ARP table, or a TT
+    request): ~20 s measured here, whoever manages the mesh. Hence the generous waits."""
     node0, _, node2 = line
     all_managers = managers(line)
     tasks = [asyncio.create_task(m.run()) for m in all_managers]
@@ -261,8 +263,7 @@ async def repaired(
     try:
         await until(lambda: all(m.status.ready for m in all_managers), 60, "managers ready")
         started = time.monotonic()
-        await asyncio.to_thread(break_it)
-        assert not await asyncio.to_thread(is_whole), f"{what} did not break anything"
+        await asyncio.to_thread(break_it)  # the manager may repair it before `is_whole` looks
         await until(lambda: asyncio.to_thread(is_whole), REPAIR_TIMEOUT, f"repair after {what}")
         await until(lambda: all_managers[0].status.ready, REPAIR_TIMEOUT, "node0 ready again")
         note(f"mesh_repair_{label}", time.monotonic() - started, "s")
@@ -319,12 +320,15 @@ def test_a_radio_that_leaves_the_ibss_rejoins(line):
 def test_a_deleted_bat0_is_recreated_with_the_same_mac_and_address(line):
     node0 = line[0]
 
+    (old,) = json.loads(node0.sh("ip", "-j", "link", "show", "dev", "bat0"))
+
     def delete():
         node0.sh("ip", "link", "del", "bat0")
 
     manager = asyncio.run(repaired(line, delete, bat0_addressed(node0), "bat0 deleted"))
     assert link_mac(node0, "bat0") == mesh_mac(identity(node0))
     (bat0,) = json.loads(node0.sh("ip", "-j", "-4", "addr", "show", "dev", "bat0"))
+    assert bat0["ifindex"] != old["ifindex"], "bat0 was re-created"
     assert bat0["addr_info"][0]["local"] == str(first_address(node0))
     assert manager.status.address.ip == first_address(node0)
 
@@ -475,6 +479,11 @@ def test_the_ends_look_each_other_up_and_call_through_a_radio_reset(line):
                 "audio frames sent after the re-join arriving at both ends",
             )
             reset_note["gap"] = time.monotonic() - started
+            # At rest the loop should sleep: count the kernel reads over 20 quiet seconds.
+            quiet_from = all_managers[0].status.observations
+            await asyncio.sleep(20)
+            quiet = all_managers[0].status.observations - quiet_from
+            reset_note["observations_per_minute"] = quiet * 3.0
 
             ended = [e for h in (caller, callee) for e in h.events if isinstance(e, CallEnded)]
             assert ended == [], "the call must survive the radio reset"
@@ -496,3 +505,19 @@ def test_the_ends_look_each_other_up_and_call_through_a_radio_reset(line):
 
     asyncio.run(scenario())
     note("vomp_audio_gap_after_radio_reset", reset_note["gap"], "s")
+    note("mesh_observations_per_minute_in_call", reset_note["observations_per_minute"], "1/min")
+
+
+def test_the_diagnostics_command_shows_the_kernels_tables(line, capsys):
+    from firmware.cli import main
+
+    node0, node1, node2 = line
+    netns = f"netns={node0.netns}"
+    assert main(["mesh", "status", "--set", netns, "--identity", identity(node0).hex()]) == 0
+    assert main(["mesh", "neighbours", "--set", netns]) == 0
+    assert main(["mesh", "originators", "--set", netns]) == 0
+    out = capsys.readouterr().out
+    assert "mesh: ready" in out and str(first_address(node0)) in out
+    best = [line for line in out.splitlines() if line.startswith("* ")]
+    assert any(node2.mac in line and line.rstrip().endswith(node0.ifname) for line in best)
+    assert any(line.split()[1] == node2.mac and node1.mac in line for line in best)
