@@ -222,6 +222,7 @@ def test_inspect_reports_without_changing_anything():
     manager, kernel = manager_with_radio()
     status = run(manager.inspect())
     assert not status.ready and kernel.applied == []
+    assert status.waiting_for == "would still do: SetRadioType, CreateMesh"
     run(manager.converge())
     assert run(MeshManager(CONFIG, kernel, IDENTITY).inspect()).ready
 

@@ -105,10 +105,11 @@ class MeshManager:
             self._record(observed, ready=False, waiting_for="no Wi-Fi interface")
             return self.status
         steps = plan(desired, observed)
+        pending = ", ".join(type(action).__name__ for action in steps.actions)
         self._record(
             observed,
             ready=steps.done and steps.waiting_for is None,
-            waiting_for=steps.waiting_for or "setup incomplete",
+            waiting_for=steps.waiting_for or f"would still do: {pending}",
         )
         return self.status
 

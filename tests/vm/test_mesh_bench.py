@@ -513,7 +513,9 @@ def test_the_diagnostics_command_shows_the_kernels_tables(line, capsys):
 
     node0, node1, node2 = line
     netns = f"netns={node0.netns}"
-    assert main(["mesh", "status", "--set", netns, "--identity", identity(node0).hex()]) == 0
+    interval = f"orig_interval_ms={ORIG_INTERVAL_MS}"
+    who = ["--identity", identity(node0).hex()]
+    assert main(["mesh", "status", "--set", netns, "--set", interval, *who]) == 0
     assert main(["mesh", "neighbours", "--set", netns]) == 0
     assert main(["mesh", "originators", "--set", netns]) == 0
     out = capsys.readouterr().out
