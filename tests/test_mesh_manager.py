@@ -9,6 +9,8 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from itertools import islice
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hw.mesh import MeshConfig, MeshManager
 from hw.mesh.addressing import candidate_addresses, mesh_mac
@@ -251,3 +253,45 @@ def test_the_mesh_command_reports_setting_errors_with_a_fix(capsys):
 
     assert main(["mesh", "status", "--set", "bssid=zz"]) == 2
     assert "bssid" in capsys.readouterr().err
+
+
+radio_states = st.fixed_dictionaries(
+    {
+        "iftype": st.sampled_from(["station", "adhoc", "monitor"]),
+        "up": st.booleans(),
+        "mtu": st.sampled_from([1500, 1560, 2304]),
+        "ssid": st.sampled_from([None, "mesh-handset", "other"]),
+        "freq_mhz": st.sampled_from([None, 2412, 2437]),
+    }
+)
+mesh_states = st.none() | st.fixed_dictionaries(
+    {
+        "up": st.booleans(),
+        "mac": st.sampled_from(["fe:00:00:00:00:01", mesh_mac(IDENTITY)]),
+        "bridge_loop_avoidance": st.booleans(),
+        "orig_interval_ms": st.sampled_from([1000, 5000]),
+        "addresses": st.sampled_from([[], [IPv4Interface("192.168.1.9/24")]]),
+    }
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(radio=radio_states, mesh=mesh_states, enslaved=st.booleans())
+def test_from_any_starting_state_one_converge_reaches_the_configured_mesh(radio, mesh, enslaved):
+    backend = FakeMeshBackend()
+    link = backend.add_radio("wlan0")
+    for key, value in radio.items():
+        setattr(link, key, value)
+    if link.ssid is not None and not (link.up and link.iftype == "adhoc"):
+        link.ssid = link.freq_mhz = None  # the kernel has no IBSS on a down or non-adhoc radio
+    if mesh is not None:
+        bat0 = backend.add_link("bat0", **mesh)
+        if enslaved:
+            link.master = bat0.ifindex
+    manager = MeshManager(CONFIG, backend, IDENTITY)
+    assert run(manager.converge()).ready
+    link, bat0 = backend.link_named("wlan0"), backend.link_named("bat0")
+    assert (link.iftype, link.up, link.ssid, link.freq_mhz) == ("adhoc", True, "mesh-handset", 2412)
+    assert link.mtu >= 1560 and link.master == bat0.ifindex and bat0.up
+    assert not bat0.bridge_loop_avoidance and bat0.orig_interval_ms == 1000
+    assert IPv4Interface(f"{expected_address()}/16") in bat0.addresses
