@@ -38,7 +38,3 @@ def mesh_mac(identity: bytes) -> str:
     digest = bytearray(hashlib.sha256(_MAC_DOMAIN + identity).digest()[:6])
     digest[0] = (digest[0] & 0xFC) | 0x02  # locally administered, unicast
     return ":".join(f"{b:02x}" for b in digest)
-
-
-def broadcast_address(prefix: IPv4Network) -> IPv4Address:
-    return prefix.broadcast_address

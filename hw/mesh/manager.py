@@ -20,7 +20,7 @@ from hw.mesh.arp_probe import mac_bytes
 from hw.mesh.backend import AddAddress, MeshBackend, make_backend
 from hw.mesh.batadv import Neighbour, Originator
 from hw.mesh.config import MeshConfig
-from hw.mesh.reconcile import ClaimAddress, DesiredMesh, Ibss, JoinIbss, Observed, plan
+from hw.mesh.reconcile import ClaimAddress, DesiredMesh, Ibss, JoinIbss, Observed, Plan, plan
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,6 @@ class MeshManager:
         self.backend = backend if backend is not None else make_backend(config)
         self.identity = identity
         self.status = MeshStatus()
-        self._unmanaged_endpoint: BroadcastEndpoint | None = None
 
     async def run(self) -> None:
         """Keep the mesh up until cancelled."""
@@ -98,35 +97,30 @@ class MeshManager:
         if self.config.mode == "unmanaged":
             await self._find_unmanaged_endpoint()
             return self.status
-        cfg = self.config
-        observed = await self.backend.observe(cfg.radio, cfg.mesh_interface)
-        desired = self._desired(observed)
-        if desired is None:
-            self._record(observed, ready=False, waiting_for="no Wi-Fi interface")
-            return self.status
-        steps = plan(desired, observed)
-        pending = ", ".join(type(action).__name__ for action in steps.actions)
-        self._record(
-            observed,
-            ready=steps.done and steps.waiting_for is None,
-            waiting_for=steps.waiting_for or f"would still do: {pending}",
-        )
+        _, steps = await self._look()
+        if steps is not None and not self.status.ready and steps.waiting_for is None:
+            pending = ", ".join(type(action).__name__ for action in steps.actions)
+            self.status.waiting_for = f"would still do: {pending}"
         return self.status
 
-    async def _round(self) -> bool:
-        """One observe-plan-apply round; True when there was nothing left to do."""
+    async def _look(self) -> tuple[DesiredMesh | None, Plan | None]:
+        """Observe the kernel, plan, and record what was seen in the status."""
         cfg = self.config
         observed = await self.backend.observe(cfg.radio, cfg.mesh_interface)
         self.status.observations += 1
         desired = self._desired(observed)
         if desired is None:
             self._record(observed, ready=False, waiting_for="no Wi-Fi interface")
-            return True
+            return None, None
         steps = plan(desired, observed)
-        self._record(
-            observed, ready=steps.done and steps.waiting_for is None, waiting_for=steps.waiting_for
-        )
-        if steps.done:
+        ready = steps.done and steps.waiting_for is None
+        self._record(observed, ready=ready, waiting_for=steps.waiting_for)
+        return desired, steps
+
+    async def _round(self) -> bool:
+        """One observe-plan-apply round; True when there was nothing left to do."""
+        desired, steps = await self._look()
+        if desired is None or steps is None or steps.done:
             return True
         for action in steps.actions:
             log.info("mesh: %s", action)
