@@ -158,7 +158,8 @@ def test_a_failing_step_is_recorded_and_retried_on_the_next_converge():
     manager, kernel = manager_with_radio()
     kernel.fail_next[CreateMesh] = OSError(errno.EOPNOTSUPP, "batman-adv missing")
     status = run(manager.converge())
-    assert not status.ready and status.errors == 1 and "batman-adv missing" in status.last_error
+    assert not status.ready and status.errors == 1
+    assert status.last_error == "StepFailed: CreateMesh failed: [Errno 95] batman-adv missing"
     assert run(manager.converge()).ready
     assert manager.status.last_error is None
 
@@ -295,3 +296,23 @@ def test_from_any_starting_state_one_converge_reaches_the_configured_mesh(radio,
     assert link.mtu >= 1560 and link.master == bat0.ifindex and bat0.up
     assert not bat0.bridge_loop_avoidance and bat0.orig_interval_ms == 1000
     assert IPv4Interface(f"{expected_address()}/16") in bat0.addresses
+
+
+def test_run_retries_a_refused_step_without_waiting_for_a_change_or_the_poll():
+    async def scenario():
+        manager, kernel = manager_with_radio(poll_interval_s=600)
+        kernel.fail_next[JoinIbss] = OSError(errno.EOPNOTSUPP, "raced with a type change")
+        task = asyncio.create_task(manager.run())
+        try:
+            await asyncio.wait_for(_until_ready(manager), 10)
+        finally:
+            task.cancel()
+        return manager
+
+    manager = run(scenario())
+    assert manager.status.errors == 1 and manager.status.ready and manager.status.joins == 1
+
+
+async def _until_ready(manager: MeshManager) -> None:
+    while not manager.status.ready:
+        await asyncio.sleep(0.05)

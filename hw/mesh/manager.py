@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 # Addresses probed before giving up; each taken one is a hash collision, so 8 is plenty.
 MAX_ADDRESS_CANDIDATES = 8
 MAX_ROUNDS = 8
+RETRY_FIRST_S = 0.5
 KERNEL_ERRORS = (OSError, NetlinkError)
 
 
@@ -52,6 +53,10 @@ class MeshStatus:
     last_error: str | None = None
 
 
+class StepFailed(RuntimeError):
+    """The kernel refused one step; the message names the step and the kernel's error."""
+
+
 class AddressExhausted(RuntimeError):
     """Every candidate address for this handset answered an ARP probe."""
 
@@ -70,10 +75,21 @@ class MeshManager:
         self.status = MeshStatus()
 
     async def run(self) -> None:
-        """Keep the mesh up until cancelled."""
+        """Keep the mesh up until cancelled.
+
+        After a refused step the kernel may send no further event (the step raced with someone
+        else's change), so retries come on their own: 0.5 s, then doubling up to the poll interval.
+        """
+        retry = RETRY_FIRST_S
         while True:
+            errors = self.status.errors
             await self.converge()
-            await self.backend.wait_for_change(self.config.poll_interval_s)
+            if self.status.errors == errors:
+                retry = RETRY_FIRST_S
+                await self.backend.wait_for_change(self.config.poll_interval_s)
+            else:
+                await self.backend.wait_for_change(min(retry, self.config.poll_interval_s))
+                retry *= 2
 
     async def converge(self) -> MeshStatus:
         """Observe, plan and apply until the plan is empty, a step fails or MAX_ROUNDS pass."""
@@ -84,11 +100,11 @@ class MeshManager:
             try:
                 if await self._round():
                     break
-            except (*KERNEL_ERRORS, AddressExhausted) as error:
+            except (*KERNEL_ERRORS, StepFailed, AddressExhausted) as error:
                 self.status.errors += 1
                 self.status.last_error = f"{type(error).__name__}: {error}"
                 self.status.ready = False
-                log.warning("mesh: %s; retrying on the next change", self.status.last_error)
+                log.warning("mesh: %s; will retry", self.status.last_error)
                 break
         return self.status
 
@@ -124,10 +140,13 @@ class MeshManager:
             return True
         for action in steps.actions:
             log.info("mesh: %s", action)
-            if isinstance(action, ClaimAddress):
-                await self._claim(action, desired)
-            else:
-                await self.backend.apply(action)
+            try:
+                if isinstance(action, ClaimAddress):
+                    await self._claim(action, desired)
+                else:
+                    await self.backend.apply(action)
+            except KERNEL_ERRORS as error:
+                raise StepFailed(f"{type(action).__name__} failed: {error}") from error
             if isinstance(action, JoinIbss):
                 self.status.joins += 1
         return False
