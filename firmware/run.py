@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import signal
 from pathlib import Path
@@ -56,11 +57,11 @@ async def serve(args: argparse.Namespace) -> int:
         return 2
     node = Node(entry.identity, entry.did, entry.name)
     protocol = await start(node, interface=args.interface, port=args.port, broadcast=args.broadcast)
-    log.info("handset %s number %s on port %d", format_sid(node.sid), entry.did, args.port)
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+    log.info("handset %s number %s on port %d", format_sid(node.sid), entry.did, args.port)
     try:
         while not stop.done():
             getter = asyncio.ensure_future(protocol.next_event())
@@ -78,6 +79,20 @@ async def serve(args: argparse.Namespace) -> int:
     finally:
         protocol.close()
     return 0
+
+
+def describe(event: object) -> str:
+    """One log line per event: SIDs as servald shows them (abridged), payloads as sizes."""
+
+    def show(value: object) -> str:
+        if isinstance(value, bytes):
+            return format_sid(value)[:16] + "…" if len(value) == 32 else f"<{len(value)} bytes>"
+        return repr(value)
+
+    fields = ", ".join(
+        f"{f.name}={show(getattr(event, f.name))}" for f in dataclasses.fields(event)
+    )
+    return f"{type(event).__name__}({fields})"
 
 
 def _ringing_for_us(event: object) -> bool:

@@ -83,6 +83,7 @@ class NodeProtocol(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         # ICMP errors (e.g. a neighbour went away) must not stop the handset.
         self.node.counters[f"socket_error_{type(exc).__name__}"] += 1
+        log.debug("socket error (counted, ignored): %s", exc)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer:

@@ -12,6 +12,7 @@ import asyncio
 import json
 import random
 import sys
+import time
 
 from firmware.transport import start
 from vomp.events import (
@@ -29,12 +30,30 @@ from vomp.node import Node
 FRAMES = 10
 
 
+class StampedQueue(asyncio.Queue):
+    """The transport's event queue, noting when each event was queued: the moment its
+    datagram was processed, not the later moment this script got round to reading it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stamps: dict[int, float] = {}
+
+    def put_nowait(self, item) -> None:
+        self.stamps[id(item)] = time.monotonic()
+        super().put_nowait(item)
+
+
 class Peer:
     def __init__(self, protocol, budget: float) -> None:
         self.protocol = protocol
         self.loop = asyncio.get_running_loop()
         self.deadline = self.loop.time() + budget
         self.seen: list[object] = []
+        # CLOCK_MONOTONIC is one clock for every namespace on the host, so the bench can
+        # subtract a frame's send time in one process from its arrival time in the other.
+        self.sent_at: list[float] = []
+        self.heard_at: list[float] = []
+        self.answered_at: float | None = None
 
     async def wait_for(self, predicate, what: str):
         while True:
@@ -48,8 +67,15 @@ class Peer:
                 event = await asyncio.wait_for(self.protocol.next_event(), remaining)
             except TimeoutError:
                 continue
-            self.seen.append(event)
-            self.react(event)
+            self.note(event)
+
+    def note(self, event) -> None:
+        self.seen.append(event)
+        if isinstance(event, AudioFrameReceived):
+            self.heard_at.append(self.protocol.events.stamps.pop(id(event)))
+        if isinstance(event, DnaAnswer) and self.answered_at is None:
+            self.answered_at = time.monotonic()
+        self.react(event)
 
     def react(self, event) -> None:
         """The callee's "user": ring and pick up as soon as the caller rings out."""
@@ -57,6 +83,7 @@ class Peer:
     async def send_audio(self, call: int, tag: bytes) -> None:
         for i in range(FRAMES):
             payload = tag + bytes([i]) * 159
+            self.sent_at.append(time.monotonic())
             self.protocol.command(lambda n, now, p=payload: n.send_audio(call, Codec.ULAW, p, 20))
             await asyncio.sleep(0.02)
 
@@ -68,13 +95,15 @@ class Peer:
                 event = await asyncio.wait_for(self.protocol.next_event(), remaining)
             except TimeoutError:
                 return
-            self.seen.append(event)
-            self.react(event)
+            self.note(event)
 
     async def deleted(self) -> bool:
         """Whether the call left the table soon (a lost final 0x66 leaves it to time out)."""
         await self.quiet_wait(lambda: any(isinstance(e, CallEnded) for e in self.seen), 3.0)
         return any(isinstance(e, CallEnded) and not e.timed_out for e in self.seen)
+
+    def times(self) -> dict[str, list[float]]:
+        return {"sent_at": self.sent_at, "heard_at": self.heard_at}
 
     def audio(self) -> list[list]:
         return [
@@ -102,12 +131,13 @@ async def run_callee(peer: Callee) -> dict:
     )
     await peer.send_audio(incall.call, b"B")
     await peer.wait_for(ended_locally, "the caller's hang-up")
-    return {"audio": peer.audio(), "deleted": await peer.deleted()}
+    return {"audio": peer.audio(), "deleted": await peer.deleted(), **peer.times()}
 
 
 async def run_caller(peer: Peer, number: str) -> dict:
     await peer.wait_for(lambda e: isinstance(e, PeerFound), "a neighbour")
     answer = None
+    asked_at = time.monotonic()
     for _attempt in range(3):  # a lookup is 3 s of retries; under heavy loss try again
         peer.protocol.command(lambda n, now: n.lookup(number, now))
         await peer.wait_for(
@@ -119,11 +149,13 @@ async def run_caller(peer: Peer, number: str) -> dict:
         peer.seen = [e for e in peer.seen if not isinstance(e, DnaLookupFinished)]
     if answer is None:
         raise TimeoutError(f"nobody answered a lookup of {number}")
+    dialled_at = time.monotonic()
     call = peer.protocol.command(lambda n, now: n.dial(answer.sid, now))
     await peer.wait_for(
         lambda e: isinstance(e, CallStateChanged) and e.local_state == CallState.INCALL,
         "the callee to answer",
     )
+    incall_at = time.monotonic()
     await peer.send_audio(call, b"A")
     await peer.quiet_wait(lambda: len(peer.audio()) >= FRAMES, 2.0)  # lost frames never come
     peer.protocol.command(lambda n, now: n.hang_up(call, now))
@@ -132,6 +164,9 @@ async def run_caller(peer: Peer, number: str) -> dict:
         "dna": [answer.sid.hex(), answer.did, answer.name],
         "audio": peer.audio(),
         "deleted": await peer.deleted(),
+        "lookup_s": peer.answered_at - asked_at,
+        "setup_s": incall_at - dialled_at,
+        **peer.times(),
     }
 
 
@@ -143,6 +178,9 @@ async def main(args: argparse.Namespace) -> dict:
     identity = Identity.from_seed(bytes.fromhex(args.seed))
     node = Node(identity, args.number, args.role, rng=random.Random(args.seed))
     protocol = await start(node, interface=args.interface, port=args.port)
+    early, protocol.events = protocol.events, StampedQueue()
+    while not early.empty():  # anything queued before the swap (no await in between)
+        protocol.events.put_nowait(early.get_nowait())
     try:
         if args.role == "callee":
             result = await run_callee(Callee(protocol, args.budget))

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
+import socket
 import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from firmware.cli import SUBCOMMANDS
-from firmware.run import load_or_create, serve
-from vomp.identity import load_keyring
+from firmware.run import describe, load_or_create, serve
+from vomp.events import AudioFrameReceived, PeerLost
+from vomp.identity import format_sid, load_keyring
 
 
 def test_first_run_creates_a_private_keyring_with_our_number(tmp_path):
@@ -53,3 +59,30 @@ def test_run_without_a_number_says_how_to_fix_it(tmp_path, caplog):
 
 def test_run_is_a_registered_subcommand():
     assert SUBCOMMANDS["run"][0] == "firmware.run"
+
+
+def test_handset_run_starts_logs_its_sid_and_stops_on_sigterm(tmp_path):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    handset = Path(sys.executable).parent / "handset"
+    command = [str(handset), "run", "--keyring", str(tmp_path / "keyring"), "--number", "5551234"]
+    command += ["--port", str(port), "--broadcast", "127.0.0.1"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stderr.readline()
+        assert "number 5551234" in line and f"port {port}" in line
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        process.kill()
+        process.wait()
+    [entry] = load_keyring(tmp_path / "keyring")
+    assert format_sid(entry.identity.sid) in line
+
+
+def test_events_are_logged_with_readable_sids_and_payload_sizes():
+    sid = bytes.fromhex("A4CC73A6EACB57BBD6F9679DFC42231DD118C8C618BBDDD22761D5032F61E959")
+    assert describe(PeerLost(sid)) == "PeerLost(sid=A4CC73A6EACB57BB…)"
+    line = describe(AudioFrameReceived(3, 2, 40, 2, bytes(160)))
+    assert line == "AudioFrameReceived(call=3, codec=2, time_ms=40, seq=2, payload=<160 bytes>)"

@@ -14,13 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from netsim import Network, events_of
 
-from vomp import mdp, please_explain
+from vomp import crypto, keymap, mdp, please_explain
 from vomp.address import AddressBook
 from vomp.dna import encode_dna_request
 from vomp.events import CallEnded, PeerLost
 from vomp.identity import Identity
 from vomp.messages import CallState
-from vomp.node import MAX_AUDIO_PAYLOAD, Node
+from vomp.node import BROADCAST_ID_LIMIT, MAX_AUDIO_PAYLOAD, Node
 from vomp.packet import ACK_SOON, MTU, Frame, Packet, encode_packet, parse_packet
 
 REPO = Path(__file__).resolve().parent.parent
@@ -111,16 +111,38 @@ def test_our_own_packets_coming_back_are_ignored():
     assert a.node.sid not in a.node.neighbours
 
 
-def test_signed_broadcast_from_an_unknown_key_is_dropped_and_the_key_fetched():
-    node = fresh_node()
-    stranger = Identity.from_seed(bytes([7]) * 32)
+def signed_lookup_from(stranger: Identity) -> bytes:
     content = mdp.encode_content(10, 40000, encode_dna_request("5552002"))
     payload = mdp.seal(content, mdp.MdpMode.SIGNED, ed_secret=stranger.ed_secret)
     frame = Frame.local_broadcast(stranger.sid, payload, crypto_flags=0x20, frame_seq=1)
-    node.receive(encode_packet(Packet(stranger.sid, [frame])), "S", 0.0)
-    assert node.counters["dropped_missing_sign_key"] == 1
+    return encode_packet(Packet(stranger.sid, [frame]))
+
+
+def test_a_signed_request_from_an_unknown_key_waits_for_the_key_then_is_dropped():
+    node = fresh_node()
+    stranger = Identity.from_seed(bytes([7]) * 32)
+    node.receive(signed_lookup_from(stranger), "S", 0.0)
     assert node.counters["keymap_requests_sent"] >= 1
-    assert node.counters["dna_answered"] == 0
+    assert node.counters["frames_held_for_key"] == 1 and node.counters["dna_answered"] == 0
+    node.handle_timer(2.5)  # no key came: the frame is given up
+    assert node.counters["dropped_missing_sign_key"] == 1
+
+
+def test_a_signed_request_is_answered_as_soon_as_the_key_map_reply_arrives():
+    node = fresh_node()
+    stranger = Identity.from_seed(bytes([7]) * 32)
+    node.receive(signed_lookup_from(stranger), "S", 0.0)
+    key = crypto.shared_key(node.sid, stranger.box_secret)
+    reply = mdp.seal(
+        mdp.encode_content(1, 1, keymap.encode_reply(stranger)),
+        mdp.MdpMode.BOX,
+        shared_key=key,
+        nonce=bytes(24),
+    )
+    frame = Frame.to_peer(stranger.sid, node.sid, reply, crypto_flags=0x30, frame_seq=2)
+    node.receive(encode_packet(Packet(stranger.sid, [frame])), "S", 0.1)
+    assert node.counters["dna_answered"] == 1
+    assert node.counters["dropped_missing_sign_key"] == 0
 
 
 def test_an_ack_soon_frame_is_acked_within_100ms():
@@ -232,3 +254,15 @@ def test_please_explain_for_a_third_node_is_answered_with_its_full_sid():
     assert please_explain.parse_please_explain(answer.payload) == [
         please_explain.ExplainAnswer(third.sid)
     ]
+
+
+def test_a_flood_of_broadcast_ids_is_remembered_only_up_to_the_limit():
+    node = fresh_node()
+    peer = Identity.from_seed(bytes([5]) * 32)
+    for i in range(BROADCAST_ID_LIMIT + 500):
+        frame = Frame(
+            0x03, peer.sid, None, b"", frame_seq=i % 256, broadcast_id=i.to_bytes(8, "big"), ttl=31
+        )
+        node.receive(encode_packet(Packet(peer.sid, [frame])), "P", 0.0)
+    assert len(node._seen_broadcast_ids) == BROADCAST_ID_LIMIT
+    assert node.counters["internal_errors"] == 0

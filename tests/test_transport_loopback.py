@@ -10,7 +10,9 @@ import asyncio
 import random
 import socket
 
-from firmware.transport import NodeProtocol, open_socket
+import pytest
+
+from firmware.transport import NodeProtocol, interface_broadcast, open_socket
 from vomp.events import DnaAnswer, PeerFound
 from vomp.identity import Identity
 from vomp.node import Node
@@ -56,3 +58,12 @@ async def two_nodes_on_loopback():
 
 def test_transport_drives_nodes_over_loopback_udp():
     asyncio.run(two_nodes_on_loopback())
+
+
+def test_subnet_broadcast_is_derived_from_the_interface_address():
+    assert interface_broadcast("lo") == "127.255.255.255"  # lo has no brd: computed from /8
+
+
+def test_an_unknown_interface_is_named_in_the_error():
+    with pytest.raises(ValueError, match="no network interface called 'nope0'"):
+        interface_broadcast("nope0")

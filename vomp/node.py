@@ -70,6 +70,10 @@ BROADCAST = _Broadcast()
 
 KEYMAP_RETRY = 0.5  # s between key-map requests to one peer while its key is missing
 BROADCAST_ID_MEMORY = 300.0  # s a (source, broadcast id) pair is remembered (§6 rule 4)
+HELD_PER_PEER = 4  # signed frames kept per peer while its key is fetched
+HELD_PEERS = 16
+HOLD_FOR_KEY = 2.0  # s; after that the frame is dropped (its sender will have resent it)
+BROADCAST_ID_LIMIT = 4096  # ... but no more of them than this, whatever a sender floods us with
 NAME_MAX = 64
 HEADER_LEN = 37  # version, encapsulation, 0x20 + SID, flags, packet seq: all our headers
 # The largest audio payload one datagram carries: MTU minus packet header, frame header
@@ -121,6 +125,7 @@ class Node:
         self._seen_broadcast_ids: dict[tuple[bytes, bytes], float] = {}
         self._keymap_asked: dict[bytes, float] = {}
         self._pending_dials: list[_PendingDial] = []
+        self._awaiting_key: dict[bytes, list[tuple[Frame, object, float]]] = {}
         # where each peer was last heard, kept after expiry so a final CALLENDED still goes out
         self._last_address: dict[bytes, object] = {}
 
@@ -266,6 +271,17 @@ class Node:
                 self._drop(type(exc).__name__)
         if parsed.unknown_prefixes:
             self._ask_to_explain(parsed.unknown_prefixes, packet.sender, source)
+        self._release_held_frames(now)
+
+    def _release_held_frames(self, now: float) -> None:
+        """Verify the signed frames that waited for a key, now that the key is known
+        (from a key-map reply, a 0xFB address or a 0xFB PLEASE_EXPLAIN statement)."""
+        for sid in [sid for sid in self._awaiting_key if self.book.sign_key(sid) is not None]:
+            for frame, source, _held_at in self._awaiting_key.pop(sid):
+                try:
+                    self._receive_mdp(frame, source, now)
+                except (ParseError, crypto.CryptoFailure, ValueError) as exc:
+                    self._drop(type(exc).__name__)
 
     def _receive_frame(self, frame: Frame, neighbour: Neighbour, source: object, now: float):
         if not frame.resolved:
@@ -283,6 +299,8 @@ class Node:
                 self.counters["duplicate_broadcasts"] += 1
                 return
             self._seen_broadcast_ids[key] = now
+            if len(self._seen_broadcast_ids) > BROADCAST_ID_LIMIT:  # oldest first: dicts keep order
+                del self._seen_broadcast_ids[next(iter(self._seen_broadcast_ids))]
         if not frame.is_broadcast and frame.destination != self.sid:
             self.counters["frames_not_for_us"] += 1
             return
@@ -336,9 +354,16 @@ class Node:
                 sign_public=self.book.sign_key(frame.source),
             )
         except mdp.MissingKey:
-            # servald does the same: drop, fetch the key; the sender repeats itself (§10).
+            # servald drops such a frame and relies on the sender repeating it (§10). We fetch
+            # the key too, but keep the frame a moment and verify it once the key arrives:
+            # that saves a DNA lookup at start-up the 250 ms until its first resend.
             self._request_sign_key(frame.source, now, force=True)
-            self._drop("missing_sign_key")
+            held = self._awaiting_key.setdefault(frame.source, [])
+            if len(held) < HELD_PER_PEER and len(self._awaiting_key) <= HELD_PEERS:
+                held.append((frame, source, now))
+                self.counters["frames_held_for_key"] += 1
+            else:
+                self._drop("missing_sign_key")
             return
         message = mdp.parse_content(content)
         if message.dst_port == mdp.PORT_LINKSTATE:
@@ -416,6 +441,14 @@ class Node:
         self._next_tick_at = max(self._next_tick_at + TICK_INTERVAL, now)
         if self._next_tick_at <= now:
             self._next_tick_at = now + TICK_INTERVAL
+        for sid, held in list(self._awaiting_key.items()):
+            kept = [h for h in held if now - h[2] < HOLD_FOR_KEY]
+            for _ in range(len(held) - len(kept)):
+                self._drop("missing_sign_key")
+            if kept:
+                self._awaiting_key[sid] = kept
+            else:
+                del self._awaiting_key[sid]
         for gone in self.neighbours.expire(now):
             self._keys.forget(gone.sid)
             self._events.append(PeerLost(gone.sid))
