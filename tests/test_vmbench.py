@@ -5,6 +5,7 @@ and the guest gets the project's own Python dependencies."""
 from __future__ import annotations
 
 import lzma
+import os
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,26 @@ def test_guest_gets_the_project_dependencies_and_test_extra_but_no_linter(tmp_pa
         "pytest",
         "rpi-lgpio",
     ]
+
+
+@pytest.mark.vm
+def test_guest_command_exit_code_and_job_files_come_back_and_the_repo_stays_untouched(tmp_path):
+    from vmbench import image, vm
+
+    missing = vm.missing_host_tools()
+    if os.geteuid() != 0 or missing:
+        pytest.skip(f"the VM needs root and {missing or 'its host tools'}")
+    repo = Path(__file__).resolve().parent.parent
+    marker = f"vmbench-guest-write-{os.getpid()}"
+    img = image.build(repo, log=lambda _: None)
+    result = vm.run(
+        f"echo from-guest > /job/answer; touch /src/{marker} && echo wrote-src; exit 3",
+        img,
+        repo,
+        job_dir=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 3, result.console[-2000:]
+    assert (tmp_path / "answer").read_text() == "from-guest\n"
+    assert "wrote-src" in result.output  # the guest may write its /src (a tmpfs overlay) ...
+    assert not (repo / marker).exists()  # ... but none of it reaches the host's repository

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -101,6 +102,75 @@ class GpioSimChip:
             line.rmdir()
         (top / "bank0").rmdir()
         top.rmdir()
+
+
+class MatrixKeypad:
+    """A scanned key matrix wired to a GpioSimChip: the program under test drives the row lines
+    (outputs, one row active at a time) and reads the column lines (inputs); while a key is held,
+    its column follows its row, as the switch would connect them. Active low by default: columns
+    idle pulled up and read low when the held key's row is driven low.
+
+    A background thread watches the rows (polling sysfs; gpio-sim has no output events), so a
+    scan must hold each row for a few milliseconds (TCG is slow: give it 20 ms or more).
+    """
+
+    def __init__(
+        self,
+        chip: GpioSimChip,
+        rows: list[int],
+        cols: list[int],
+        layout: list[str],
+        active_low: bool = True,
+    ) -> None:
+        if len(layout) != len(rows) or any(len(keys) != len(cols) for keys in layout):
+            raise ValueError(f"layout {layout} does not fit {len(rows)} rows x {len(cols)} cols")
+        self.chip, self.rows, self.cols, self.active_low = chip, rows, cols, active_low
+        self.where = {key: (r, c) for r, keys in enumerate(layout) for c, key in enumerate(keys)}
+        self.held: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._applied: dict[int, bool] = {}
+        self._thread = threading.Thread(target=self._follow_rows, daemon=True)
+        for col in cols:
+            self._set_col(col, active=False)
+        self._thread.start()
+
+    def press(self, key: str) -> None:
+        if key not in self.where:
+            raise KeyError(f"no key {key!r} on this keypad")
+        with self._lock:
+            self.held.add(key)
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            self.held.discard(key)
+
+    def tap(self, key: str, hold: float = 0.3) -> None:
+        self.press(key)
+        time.sleep(hold)
+        self.release(key)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _set_col(self, col: int, active: bool) -> None:
+        if self._applied.get(col) != active:
+            # active low: an active column is pulled down; idle columns float up
+            self.chip.pull(col, up=(active != self.active_low))
+            self._applied[col] = active
+
+    def _follow_rows(self) -> None:
+        active_level = 0 if self.active_low else 1
+        while not self._stop.is_set():
+            driven = {
+                r for r, line in enumerate(self.rows) if self.chip.value(line) == active_level
+            }
+            with self._lock:
+                keys = [self.where[k] for k in self.held]
+            for c, col in enumerate(self.cols):
+                self._set_col(col, active=any(r in driven and kc == c for r, kc in keys))
+            time.sleep(0.001)
 
 
 @dataclass

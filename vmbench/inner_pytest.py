@@ -11,6 +11,7 @@ from vmbench import image as image_mod
 from vmbench import vm
 
 GUEST_PYTEST = "/opt/venv/bin/python -m pytest"
+HANG_REPORT_SECONDS = 300
 
 
 @dataclass
@@ -29,9 +30,14 @@ def run_pytest(
 ) -> InnerRun:
     """`pytest ARGS` in the guest's /src (the repository), one boot."""
     img = image_mod.build(repo, log=log)
+    if job_dir is not None:  # a reused job dir must not show a previous run's results
+        for stale in ("results.json", "junit.xml"):
+            (Path(job_dir) / stale).unlink(missing_ok=True)
     command = (
         "VMBENCH_RESULTS=/job/results.json "
         f"{GUEST_PYTEST} -p vmbench.results_plugin -p no:cacheprovider "
+        # a test stuck for minutes prints every thread's stack, so a hang can be read
+        f"-o faulthandler_timeout={HANG_REPORT_SECONDS} "
         f"--junitxml=/job/junit.xml {' '.join(shlex.quote(a) for a in args)}"
     )
     result = vm.run(command, img, repo, job_dir=job_dir, timeout=timeout, echo=echo)

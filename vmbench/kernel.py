@@ -8,16 +8,18 @@ matching linux-source; irq_sim.c comes along because CONFIG_IRQ_SIM is off too.
 
 from __future__ import annotations
 
+import json
 import lzma
 import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vmbench import cache
 
+APT_LISTS = "/var/lib/apt/lists"
 XZ_MAGIC = b"\xfd7zXZ\x00"
 GPIO_SIM_FILES = ("drivers/gpio/gpio-sim.c", "drivers/gpio/gpiolib.h", "kernel/irq/irq_sim.c")
 
@@ -47,21 +49,48 @@ def _apt(*args: str) -> str:
 
 
 def resolve() -> KernelPackage:
-    deps = _apt("apt-cache", "depends", "--no-recommends", "--no-suggests", "linux-image-amd64")
-    match = re.search(r"Depends: linux-image-(\d+\.\d+\.\d+-\d+)-amd64\b", deps)
+    """The kernel linux-image-amd64 depends on now. apt-cache takes seconds here, so the answer
+    is remembered for as long as apt's package lists stay the same."""
+    lists = _apt_lists_signature()
+    memo = cache.cache_root() / "kernel-resolved.json"
+    try:
+        saved = json.loads(memo.read_text())
+        if saved.pop("lists") == lists:
+            return KernelPackage(**saved)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    pkg = _resolve_with_apt()
+    if lists:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        memo.write_text(json.dumps({"lists": lists, **asdict(pkg)}))
+    return pkg
+
+
+def _apt_lists_signature() -> str:
+    lists = sorted(Path(APT_LISTS).glob("*_Packages*"))
+    return ";".join(f"{p.name}:{p.stat().st_mtime_ns}:{p.stat().st_size}" for p in lists)
+
+
+def _resolve_with_apt() -> KernelPackage:
+    def ask() -> re.Match | None:
+        show = _apt("apt-cache", "show", "--no-all-versions", "linux-image-amd64")
+        return re.search(
+            r"^Depends:.*\blinux-image-(\d+\.\d+\.\d+-\d+)-amd64 \(= (\S+)\)", show, re.M
+        )
+
+    try:
+        match = ask()
+    except subprocess.CalledProcessError:
+        match = None
     if not match and os.geteuid() == 0:
         subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=900", "update", "-q"], check=True)
-        deps = _apt("apt-cache", "depends", "--no-recommends", "--no-suggests", "linux-image-amd64")
-        match = re.search(r"Depends: linux-image-(\d+\.\d+\.\d+-\d+)-amd64\b", deps)
+        match = ask()
     if not match:
         raise RuntimeError(
             "vmbench: apt knows no linux-image-amd64; run `apt-get update` (as root) first"
         )
-    abi = match.group(1)
-    show = _apt("apt-cache", "show", "--no-all-versions", f"linux-image-{abi}-amd64")
-    version = re.search(r"^Version: (\S+)", show, re.M).group(1)
-    series = ".".join(abi.split(".")[:2])
-    return KernelPackage(abi=abi, version=version, series=series)
+    abi, version = match.groups()
+    return KernelPackage(abi=abi, version=version, series=".".join(abi.split(".")[:2]))
 
 
 def build_key(pkg: KernelPackage) -> str:

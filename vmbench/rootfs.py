@@ -8,6 +8,7 @@ into /opt/venv in the chroot at the versions pinned in constraints.txt.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -97,6 +98,8 @@ def rootfs(repo: Path, log=print) -> Path:
 
 
 def _build(repo: Path, out: Path, log) -> None:
+    if os.geteuid() != 0:
+        raise RuntimeError("vmbench: building the root image needs root (mmdebstrap, chroot)")
     wheels = out / "wheels"
     requirements = guest_packages(repo)
     log(f"vmbench: building wheels for {' '.join(requirements)} (pinned by constraints.txt)")

@@ -15,7 +15,7 @@ and no network card.
 from __future__ import annotations
 
 import os
-import shlex
+import selectors
 import shutil
 import subprocess
 import sys
@@ -80,7 +80,7 @@ def run(
     (job / "stage2.sh").write_text(STAGE2)
     argv = qemu_argv(image, Path(repo), job, memory_mb)
     start = time.monotonic()
-    boot_seconds = float("nan")
+    boot_seconds: float | None = None
     console: list[str] = []
     proc = subprocess.Popen(
         argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
@@ -89,7 +89,7 @@ def run(
         for raw in _lines_until(proc, start + timeout):
             line = raw.decode(errors="replace").replace("\r", "")
             console.append(line)
-            if line.startswith("vmbench: guest up") and boot_seconds != boot_seconds:
+            if line.startswith("vmbench: guest up") and boot_seconds is None:
                 boot_seconds = time.monotonic() - start
             if echo:
                 sys.stderr.write(line)
@@ -103,13 +103,12 @@ def run(
     returncode = int(rc_file.read_text().strip() or -1) if rc_file.exists() else -1
     output_file = job / "output.log"
     output = output_file.read_text(errors="replace") if output_file.exists() else ""
-    return VmResult(returncode, output, "".join(console), job, boot_seconds, total)
+    boot = boot_seconds if boot_seconds is not None else float("nan")
+    return VmResult(returncode, output, "".join(console), job, boot, total)
 
 
 def _lines_until(proc: subprocess.Popen, deadline: float):
     """The console's lines; kill QEMU if the guest is still running at the deadline."""
-    import selectors
-
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
     buffer = b""
@@ -163,7 +162,3 @@ def missing_host_tools() -> list[str]:
     missing = [tool for tool in needed if shutil.which(tool) is None]
     missing += [path for path in (QBOOT, "/bin/busybox") if not os.path.exists(path)]
     return missing
-
-
-def shell_quote(args: list[str]) -> str:
-    return " ".join(shlex.quote(a) for a in args)

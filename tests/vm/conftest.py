@@ -52,6 +52,8 @@ class VmTestFailed(Exception):
 class VmTest(pytest.Item):
     """Host stand-in for one test that runs in the VM."""
 
+    line: int = 0  # the test function's line, for reports (a skip mark needs one)
+
     def runtest(self) -> None:
         inner = _inner_run(self.session)
         entry = inner.results.get(self.nodeid)
@@ -75,7 +77,7 @@ class VmTest(pytest.Item):
         return super().repr_failure(excinfo)
 
     def reportinfo(self):
-        return self.path, None, f"[vm] {self.nodeid}"
+        return self.path, self.line, f"[vm] {self.nodeid}"
 
 
 def _inner_run(session: pytest.Session):
@@ -88,7 +90,12 @@ def _inner_run(session: pytest.Session):
         timeout = float(os.environ.get("VMBENCH_TIMEOUT", "900"))
         start = time.monotonic()
         stash[_INNER_RUN] = inner_pytest.run_pytest(
-            session.config.rootpath, nodeids, job_dir=job, timeout=timeout, log=_print
+            session.config.rootpath,
+            nodeids,
+            job_dir=job,
+            timeout=timeout,
+            echo=os.environ.get("VMBENCH_ECHO") == "1",
+            log=_print,
         )
         stash[_INNER_RUN].host_seconds = time.monotonic() - start
     return stash[_INNER_RUN]
@@ -109,6 +116,12 @@ def _skip_reason() -> str | None:
     return None
 
 
+def pytest_itemcollected(item):
+    """Every bench test carries the `vm` mark, so `pytest -m "not vm"` leaves the VM out."""
+    if _VM_DIR in Path(item.path).parents:
+        item.add_marker("vm")
+
+
 if not in_guest():
 
     @pytest.hookimpl(trylast=True)
@@ -120,9 +133,9 @@ if not in_guest():
             if skip_reason is None:
                 skip_reason = _skip_reason() or ""
             stand_in = VmTest.from_parent(item.parent, name=item.name)
+            stand_in.line = item.reportinfo()[1] or 0
             stand_in.own_markers.extend(item.own_markers)
             stand_in.keywords.update(item.keywords)
-            stand_in.add_marker("vm")
             if skip_reason:
                 stand_in.add_marker(pytest.mark.skip(reason=skip_reason))
             items[index] = stand_in

@@ -9,6 +9,7 @@ import os
 import re
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -87,7 +88,9 @@ def test_line_topology_makes_the_ends_talk_through_the_middle(line3):
 def test_snd_aloop_card_captures_what_was_played(bench):
     import alsaaudio
 
-    (node,) = bench.nodes(1, audio=True)
+    node, other = bench.nodes(2, audio=True)
+    cards = set(re.findall(r"\[(\S+)\s*\]", Path("/proc/asound/cards").read_text()))
+    assert {node.card, other.card} <= cards
     rate, period = 16000, 320
     frame = bytes(range(256)) * 2 + bytes(128)  # 640 bytes = 320 S16_LE mono frames
     captured = bytearray()
@@ -101,16 +104,22 @@ def test_snd_aloop_card_captures_what_was_played(bench):
     capture = pcm(alsaaudio.PCM_CAPTURE, node.alsa_peer_device)
     playback = pcm(alsaaudio.PCM_PLAYBACK, node.alsa_device)
 
+    stop = threading.Event()
+
     def play():
-        for _ in range(25):
+        while not stop.is_set():
             playback.write(frame)
 
+    # Capture runs from its first read whether or not anything plays yet, so read until the
+    # played pattern shows up (a loaded TCG guest may start the player late), within 10 s.
     player = threading.Thread(target=play)
     player.start()
-    for _ in range(20):
+    deadline = time.monotonic() + 10
+    while frame not in bytes(captured[-4 * len(frame) :]) and time.monotonic() < deadline:
         length, data = capture.read()
         if length > 0:
             captured += data
+    stop.set()
     player.join()
     playback.close()
     capture.close()
@@ -163,3 +172,41 @@ def test_rpi_gpio_api_drives_gpio_sim_through_rpi_lgpio(bench):
     finally:
         proc.communicate("\n", timeout=60)
     assert proc.returncode == 0
+
+
+def test_matrix_keypad_on_gpio_sim_answers_a_row_scan(bench):
+    import lgpio
+
+    from vmbench.guest import MatrixKeypad
+
+    (node,) = bench.nodes(1, gpio_lines=8)
+    rows, cols = [0, 1, 2, 3], [4, 5, 6, 7]
+    keypad = MatrixKeypad(node.gpio, rows, cols, ["123A", "456B", "789C", "*0#D"])
+    handle = lgpio.gpiochip_open(node.gpio.number)
+
+    def scan() -> list[tuple[int, int]]:
+        """What a keypad driver does: drive one row low at a time, read the columns."""
+        found = []
+        for r, row in enumerate(rows):
+            lgpio.gpio_write(handle, row, 0)
+            time.sleep(0.2)
+            found += [(r, c) for c, col in enumerate(cols) if lgpio.gpio_read(handle, col) == 0]
+            lgpio.gpio_write(handle, row, 1)
+        return found
+
+    try:
+        for row in rows:
+            lgpio.gpio_claim_output(handle, row, 1)
+        for col in cols:
+            lgpio.gpio_claim_input(handle, col)
+        assert scan() == []
+        keypad.press("6")
+        assert scan() == [(1, 2)]
+        keypad.press("*")
+        assert scan() == [(1, 2), (3, 0)]
+        keypad.release("6")
+        keypad.release("*")
+        assert scan() == []
+    finally:
+        keypad.close()
+        lgpio.gpiochip_close(handle)
