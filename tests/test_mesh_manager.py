@@ -16,7 +16,7 @@ from hw.mesh import MeshConfig, MeshManager
 from hw.mesh.addressing import candidate_addresses, mesh_mac
 from hw.mesh.backend import AddAddress, make_backend
 from hw.mesh.fake import FakeMeshBackend
-from hw.mesh.reconcile import CreateMesh, JoinIbss, SetRadioType
+from hw.mesh.reconcile import CreateMesh, JoinIbss, SetMtu, SetRadioType
 
 IDENTITY = bytes(range(32))
 CONFIG = MeshConfig(backend="fake")
@@ -316,3 +316,15 @@ def test_run_retries_a_refused_step_without_waiting_for_a_change_or_the_poll():
 async def _until_ready(manager: MeshManager) -> None:
     while not manager.status.ready:
         await asyncio.sleep(0.05)
+
+
+def test_a_radio_capped_at_mtu_1500_still_joins_and_the_status_warns():
+    backend = FakeMeshBackend()
+    radio = backend.add_radio("wlan0")
+    radio.max_mtu = 1500  # like the Pi's brcmfmac
+    manager = MeshManager(CONFIG, backend, IDENTITY)
+    status = run(manager.converge())
+    assert status.ready and status.errors == 0 and "MTU 1560" in status.warning
+    assert radio.mtu == 1500 and radio.ssid == "mesh-handset"
+    run(manager.converge())
+    assert sum(isinstance(a, SetMtu) for a in backend.applied) == 1  # tried once, not again

@@ -14,6 +14,8 @@ def format_status(status: MeshStatus) -> str:
         f"address: {status.address or '-'}",
         f"IBSS joins: {status.joins}",
     ]
+    if status.warning:
+        lines.append(f"warning: {status.warning}")
     if status.last_error:
         lines.append(f"last error: {status.last_error} ({status.errors} so far)")
     return "\n".join(lines)

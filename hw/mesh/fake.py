@@ -32,7 +32,7 @@ from hw.mesh.reconcile import (
     SetRadioType,
 )
 
-MAX_RADIO_MTU = 2304  # mac80211's IEEE80211_MAX_DATA_LEN
+MAX_RADIO_MTU = 2304  # mac80211's IEEE80211_MAX_DATA_LEN; FullMAC drivers may allow only 1500
 
 
 @dataclass
@@ -46,6 +46,7 @@ class FakeLink:
     addresses: list[IPv4Interface] = field(default_factory=list)
     # radio only
     wifi: bool = False
+    max_mtu: int = MAX_RADIO_MTU
     iftype: str = "station"
     ssid: str | None = None
     freq_mhz: int | None = None
@@ -138,7 +139,7 @@ class FakeMeshBackend:
                 link.iftype = iftype
             case SetMtu(ifindex, mtu):
                 link = self._by_index(ifindex)
-                if link.wifi and mtu > MAX_RADIO_MTU:
+                if link.wifi and mtu > link.max_mtu:
                     raise _error(errno.EINVAL, f"mtu {mtu}")
                 link.mtu = mtu
             case LeaveIbss(ifindex):

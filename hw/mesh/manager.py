@@ -20,7 +20,16 @@ from hw.mesh.arp_probe import mac_bytes
 from hw.mesh.backend import AddAddress, MeshBackend, make_backend
 from hw.mesh.batadv import Neighbour, Originator
 from hw.mesh.config import MeshConfig
-from hw.mesh.reconcile import ClaimAddress, DesiredMesh, Ibss, JoinIbss, Observed, Plan, plan
+from hw.mesh.reconcile import (
+    ClaimAddress,
+    DesiredMesh,
+    Ibss,
+    JoinIbss,
+    Observed,
+    Plan,
+    SetMtu,
+    plan,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +60,7 @@ class MeshStatus:
     observations: int = 0  # kernel state reads; climbing fast at rest would mean event churn
     errors: int = 0
     last_error: str | None = None
+    warning: str | None = None  # a degraded but working setup, e.g. a radio capped at MTU 1500
 
 
 class StepFailed(RuntimeError):
@@ -73,6 +83,9 @@ class MeshManager:
         self.backend = backend if backend is not None else make_backend(config)
         self.identity = identity
         self.status = MeshStatus()
+        # Some radios (the Pi's brcmfmac) cap the MTU at 1500: then batman-adv fragments, and
+        # the mesh must come up anyway rather than fail on the MTU step forever.
+        self._mtu_refused = False
 
     async def run(self) -> None:
         """Keep the mesh up until cancelled.
@@ -146,6 +159,12 @@ class MeshManager:
                 else:
                     await self.backend.apply(action)
             except KERNEL_ERRORS as error:
+                if isinstance(action, SetMtu):
+                    self._mtu_refused = True
+                    self.status.warning = f"radio refused MTU {action.mtu} ({error}); "
+                    self.status.warning += "batman-adv will fragment"
+                    log.warning("mesh: %s", self.status.warning)
+                    continue
                 raise StepFailed(f"{type(action).__name__} failed: {error}") from error
             if isinstance(action, JoinIbss):
                 self.status.joins += 1
@@ -160,7 +179,7 @@ class MeshManager:
             radio=cfg.radio,
             mesh=cfg.mesh_interface,
             ibss=Ibss(cfg.ssid, cfg.freq_mhz, cfg.bssid),
-            min_mtu=cfg.min_mtu,
+            min_mtu=0 if self._mtu_refused else cfg.min_mtu,
             mesh_mac=mesh_mac(identity),
             bridge_loop_avoidance=cfg.bridged,
             orig_interval_ms=cfg.orig_interval_ms,
