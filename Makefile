@@ -51,6 +51,7 @@ clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache
 
 # Start the handset; e.g. make run HANDSET_ARGS="--interface bat0 --number 5551234 --name Kim"
+.PHONY: run
 HANDSET_ARGS ?=
 run: venv
 	$(VENV)/bin/handset run $(HANDSET_ARGS)

@@ -14,6 +14,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {}
 SUBCOMMANDS["run"] = ("firmware.run", "start the handset on one interface and log mesh events")
 SUBCOMMANDS["dissect"] = ("firmware.dissect_cmd", "decode overlay datagrams (hex lines) to JSON")
 SUBCOMMANDS["audio-check"] = ("firmware.audio_check", "open the sound card as a call would; stats")
+SUBCOMMANDS["mesh"] = ("firmware.mesh_command", "bring up, keep up or inspect the Wi-Fi mesh")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,104 @@
+"""Duplicate address detection with an RFC 5227 ARP probe, on a raw packet socket.
+
+A probe asks "who has A?" with sender address 0.0.0.0, so nobody's ARP cache learns from it; a
+host that holds A answers (Linux does, in arp_process). Any ARP from another MAC claiming A as
+its sender address means A is taken. An answer carrying our own MAC is not a conflict: it is a
+stale cache entry of ourselves (batman-adv's distributed ARP table answers for absent nodes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from ipaddress import IPv4Address
+
+from pyroute2 import netns as pyroute2_netns
+
+ETH_P_ARP = 0x0806
+ARPHRD_ETHER = 1
+ARPOP_REQUEST = 1
+BROADCAST_MAC = b"\xff" * 6
+_ARP = struct.Struct("!HHBBH6s4s6s4s")  # RFC 826, Ethernet + IPv4 only
+_ETH_HEADER = 14
+
+
+def mac_bytes(mac: str) -> bytes:
+    return bytes.fromhex(mac.replace(":", ""))
+
+
+def probe_frame(own_mac: str, target: IPv4Address) -> bytes:
+    """An Ethernet frame carrying an ARP probe for `target`."""
+    sender = mac_bytes(own_mac)
+    arp = _ARP.pack(
+        ARPHRD_ETHER,
+        0x0800,
+        6,
+        4,
+        ARPOP_REQUEST,
+        sender,
+        b"\0\0\0\0",
+        b"\0" * 6,
+        target.packed,
+    )
+    return BROADCAST_MAC + sender + struct.pack("!H", ETH_P_ARP) + arp
+
+
+def claims_address(frame: bytes, target: IPv4Address, own_mac: str) -> bool:
+    """True when `frame` is an ARP packet from another machine that uses `target`.
+
+    Total on any input: short or foreign frames are simply not claims.
+    """
+    if len(frame) < _ETH_HEADER + _ARP.size:
+        return False
+    if struct.unpack_from("!H", frame, 12)[0] != ETH_P_ARP:
+        return False
+    htype, ptype, hlen, plen, _op, sha, spa, _tha, tpa = _ARP.unpack_from(frame, _ETH_HEADER)
+    if (htype, ptype, hlen, plen) != (ARPHRD_ETHER, 0x0800, 6, 4):
+        return False
+    if sha == mac_bytes(own_mac):
+        return False
+    if spa == target.packed:
+        return True  # an answer, or someone announcing the address
+    # RFC 5227 2.1.1: another host probing for the same address at the same time.
+    return spa == b"\0\0\0\0" and tpa == target.packed
+
+
+async def address_in_use(
+    ifname: str,
+    target: IPv4Address,
+    own_mac: str,
+    *,
+    probes: int = 3,
+    interval: float = 0.3,
+    wait: float = 1.0,
+    netns: str | None = None,
+) -> bool:
+    """Send `probes` ARP probes for `target` on `ifname`; True if anyone else claims it."""
+    sock = pyroute2_netns.create_socket(
+        netns=netns, family=socket.AF_PACKET, socket_type=socket.SOCK_RAW, proto=0
+    )
+    try:
+        sock.bind((ifname, ETH_P_ARP))
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        frame = probe_frame(own_mac, target)
+        deadline = loop.time() + probes * interval + wait
+        next_probe, sent = loop.time(), 0
+        while loop.time() < deadline:
+            if sent < probes and loop.time() >= next_probe:
+                sock.send(frame)
+                sent += 1
+                next_probe += interval
+            timeout = max(
+                0.0, min(next_probe if sent < probes else deadline, deadline) - loop.time()
+            )
+            try:
+                received = await asyncio.wait_for(loop.sock_recv(sock, 2048), timeout)
+            except TimeoutError:
+                continue
+            if claims_address(received, target, own_mac):
+                return True
+        return False
+    finally:
+        sock.close()

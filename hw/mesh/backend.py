@@ -1,0 +1,63 @@
+"""The narrow seam between the mesh manager and a kernel: a real one or the fake one.
+
+Every call is one kernel conversation (observe, apply one step, probe one address, wait for a
+change), so the manager's logic runs unchanged against `Pyroute2Backend` on a Pi or in the
+virtual bench and against `FakeMeshBackend` in unit tests. The config's `backend` picks one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface
+from typing import Protocol
+
+from hw.mesh.batadv import Neighbour, Originator
+from hw.mesh.config import MeshConfig
+from hw.mesh.reconcile import Action, Observed
+
+
+@dataclass(frozen=True)
+class AddAddress:
+    """Not planned by `plan`: the manager issues it once a probe found the address free."""
+
+    ifindex: int
+    address: IPv4Interface
+
+
+@dataclass(frozen=True)
+class InterfaceAddress:
+    ifname: str
+    up: bool
+    address: IPv4Interface
+    broadcast: IPv4Address
+
+
+class MeshBackend(Protocol):
+    async def observe(self, radio: str | None, mesh: str) -> Observed: ...
+
+    async def apply(self, action: Action | AddAddress) -> None: ...
+
+    async def address_in_use(self, ifname: str, address: IPv4Address, own_mac: str) -> bool: ...
+
+    async def wait_for_change(self, timeout: float) -> bool:
+        """Return True when the kernel reported a change, False after `timeout` seconds."""
+        ...
+
+    async def neighbours(self, mesh: str) -> list[Neighbour]: ...
+
+    async def originators(self, mesh: str) -> list[Originator]: ...
+
+    async def interface_addresses(self) -> list[InterfaceAddress]: ...
+
+    async def close(self) -> None: ...
+
+
+def make_backend(config: MeshConfig) -> MeshBackend:
+    """The backend the config names; imports stay lazy so the fake needs no kernel support."""
+    if config.backend == "fake":
+        from hw.mesh.fake import FakeMeshBackend
+
+        return FakeMeshBackend()
+    from hw.mesh.kernel import Pyroute2Backend
+
+    return Pyroute2Backend(netns=config.netns)

@@ -1,0 +1,262 @@
+"""The mesh manager: keeps the radio in the IBSS, bat0 on top of it and an address on bat0.
+
+It is a loop around the pure planner in `reconcile`: observe the kernel, plan, apply, repeat
+until nothing is left to do; then sleep until netlink reports a change (or a poll interval
+passes) and do it again. That one loop is both the start-up and the repair path, which is why
+a radio reset or a vanished interface needs no special code and no service restart.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface
+from itertools import islice
+
+from pyroute2.netlink.exceptions import NetlinkError
+
+from hw.mesh.addressing import candidate_addresses, mesh_mac
+from hw.mesh.arp_probe import mac_bytes
+from hw.mesh.backend import AddAddress, MeshBackend, make_backend
+from hw.mesh.batadv import Neighbour, Originator
+from hw.mesh.config import MeshConfig
+from hw.mesh.reconcile import (
+    ClaimAddress,
+    DesiredMesh,
+    Ibss,
+    JoinIbss,
+    Observed,
+    Plan,
+    SetMtu,
+    plan,
+)
+
+log = logging.getLogger(__name__)
+
+# Addresses probed before giving up; each taken one is a hash collision, so 8 is plenty.
+MAX_ADDRESS_CANDIDATES = 8
+MAX_ROUNDS = 8
+RETRY_FIRST_S = 0.5
+KERNEL_ERRORS = (OSError, NetlinkError)
+
+
+@dataclass(frozen=True)
+class BroadcastEndpoint:
+    """Where the UDP transport binds and what it broadcasts to (servald's subnet broadcast)."""
+
+    ifname: str
+    address: IPv4Address
+    broadcast: IPv4Address
+    prefixlen: int
+
+
+@dataclass
+class MeshStatus:
+    ready: bool = False
+    waiting_for: str | None = "not started"
+    address: IPv4Interface | None = None
+    radio: str | None = None
+    joins: int = 0  # IBSS joins; more than one means the manager repaired the mesh
+    observations: int = 0  # kernel state reads; climbing fast at rest would mean event churn
+    errors: int = 0
+    last_error: str | None = None
+    warning: str | None = None  # a degraded but working setup, e.g. a radio capped at MTU 1500
+
+
+class StepFailed(RuntimeError):
+    """The kernel refused one step; the message names the step and the kernel's error."""
+
+
+class AddressExhausted(RuntimeError):
+    """Every candidate address for this handset answered an ARP probe."""
+
+
+class MeshManager:
+    def __init__(
+        self,
+        config: MeshConfig,
+        backend: MeshBackend | None = None,
+        identity: bytes | None = None,
+    ) -> None:
+        """`identity`: the handset's SID bytes; without it the radio's MAC stands in."""
+        self.config = config
+        self.backend = backend if backend is not None else make_backend(config)
+        self.identity = identity
+        self.status = MeshStatus()
+        # Some radios (the Pi's brcmfmac) cap the MTU at 1500: then batman-adv fragments, and
+        # the mesh must come up anyway rather than fail on the MTU step forever.
+        self._mtu_refused = False
+
+    async def run(self) -> None:
+        """Keep the mesh up until cancelled.
+
+        After a refused step the kernel may send no further event (the step raced with someone
+        else's change), so retries come on their own: 0.5 s, then doubling up to the poll interval.
+        """
+        retry = RETRY_FIRST_S
+        while True:
+            errors = self.status.errors
+            await self.converge()
+            if self.status.errors == errors:
+                retry = RETRY_FIRST_S
+                await self.backend.wait_for_change(self.config.poll_interval_s)
+            else:
+                await self.backend.wait_for_change(min(retry, self.config.poll_interval_s))
+                retry *= 2
+
+    async def converge(self) -> MeshStatus:
+        """Observe, plan and apply until the plan is empty, a step fails or MAX_ROUNDS pass."""
+        if self.config.mode == "unmanaged":
+            await self._find_unmanaged_endpoint()
+            return self.status
+        for _ in range(MAX_ROUNDS):
+            try:
+                if await self._round():
+                    break
+            except (*KERNEL_ERRORS, StepFailed, AddressExhausted) as error:
+                self.status.errors += 1
+                self.status.last_error = f"{type(error).__name__}: {error}"
+                self.status.ready = False
+                log.warning("mesh: %s; will retry", self.status.last_error)
+                break
+        return self.status
+
+    async def inspect(self) -> MeshStatus:
+        """Fill the status from what the kernel holds, changing nothing (diagnostics)."""
+        if self.config.mode == "unmanaged":
+            await self._find_unmanaged_endpoint()
+            return self.status
+        _, steps = await self._look()
+        if steps is not None and not self.status.ready and steps.waiting_for is None:
+            pending = ", ".join(type(action).__name__ for action in steps.actions)
+            self.status.waiting_for = f"would still do: {pending}"
+        return self.status
+
+    async def _look(self) -> tuple[DesiredMesh | None, Plan | None]:
+        """Observe the kernel, plan, and record what was seen in the status."""
+        cfg = self.config
+        observed = await self.backend.observe(cfg.radio, cfg.mesh_interface)
+        self.status.observations += 1
+        desired = self._desired(observed)
+        if desired is None:
+            self._record(observed, ready=False, waiting_for="no Wi-Fi interface")
+            return None, None
+        steps = plan(desired, observed)
+        ready = steps.done and steps.waiting_for is None
+        self._record(observed, ready=ready, waiting_for=steps.waiting_for)
+        return desired, steps
+
+    async def _round(self) -> bool:
+        """One observe-plan-apply round; True when there was nothing left to do."""
+        desired, steps = await self._look()
+        if desired is None or steps is None or steps.done:
+            return True
+        for action in steps.actions:
+            log.info("mesh: %s", action)
+            try:
+                if isinstance(action, ClaimAddress):
+                    await self._claim(action, desired)
+                else:
+                    await self.backend.apply(action)
+            except KERNEL_ERRORS as error:
+                if isinstance(action, SetMtu):
+                    self._mtu_refused = True
+                    self.status.warning = f"radio refused MTU {action.mtu} ({error}); "
+                    self.status.warning += "batman-adv will fragment"
+                    log.warning("mesh: %s", self.status.warning)
+                    continue
+                raise StepFailed(f"{type(action).__name__} failed: {error}") from error
+            if isinstance(action, JoinIbss):
+                self.status.joins += 1
+        return False
+
+    def _desired(self, observed: Observed) -> DesiredMesh | None:
+        identity = self._identity(observed)
+        if identity is None:
+            return None
+        cfg = self.config
+        return DesiredMesh(
+            radio=cfg.radio,
+            mesh=cfg.mesh_interface,
+            ibss=Ibss(cfg.ssid, cfg.freq_mhz, cfg.bssid),
+            min_mtu=0 if self._mtu_refused else cfg.min_mtu,
+            mesh_mac=mesh_mac(identity),
+            bridge_loop_avoidance=cfg.bridged,
+            orig_interval_ms=cfg.orig_interval_ms,
+            prefix=cfg.prefix,
+        )
+
+    def _identity(self, observed: Observed) -> bytes | None:
+        if self.identity is None and observed.radio is not None:
+            self.identity = mac_bytes(observed.radio.mac)  # first radio seen, kept from then on
+        return self.identity
+
+    def _record(self, observed: Observed, *, ready: bool, waiting_for: str | None) -> None:
+        self.status.ready = ready
+        self.status.waiting_for = None if ready else waiting_for or "setting up"
+        self.status.radio = observed.radio.ifname if observed.radio else None
+        mesh = observed.mesh
+        in_prefix = [a for a in mesh.addresses if a.network == self.config.prefix] if mesh else []
+        self.status.address = in_prefix[0] if in_prefix else None
+        if ready:
+            self.status.last_error = None
+
+    async def _claim(self, action: ClaimAddress, desired: DesiredMesh) -> None:
+        assert self.identity is not None
+        for candidate in islice(
+            candidate_addresses(self.identity, action.prefix), MAX_ADDRESS_CANDIDATES
+        ):
+            if await self.backend.address_in_use(action.ifname, candidate, desired.mesh_mac):
+                log.warning("mesh: %s is taken, trying the next candidate", candidate)
+                continue
+            address = IPv4Interface(f"{candidate}/{action.prefix.prefixlen}")
+            await self.backend.apply(AddAddress(action.ifindex, address))
+            return
+        raise AddressExhausted(
+            f"all {MAX_ADDRESS_CANDIDATES} candidate addresses in {action.prefix} are taken"
+        )
+
+    # --- what the rest of the firmware asks ----------------------------------------------------
+
+    async def endpoint(self) -> BroadcastEndpoint | None:
+        """The address and broadcast address the UDP transport should use, once there is one."""
+        if self.config.mode == "unmanaged":
+            return await self._find_unmanaged_endpoint()
+        address = self.status.address
+        if address is None:
+            return None
+        return BroadcastEndpoint(
+            ifname=self.config.mesh_interface,
+            address=address.ip,
+            broadcast=address.network.broadcast_address,
+            prefixlen=address.network.prefixlen,
+        )
+
+    async def _find_unmanaged_endpoint(self) -> BroadcastEndpoint | None:
+        wanted = self.config.interface
+        for found in await self.backend.interface_addresses():
+            if wanted is None and (not found.up or found.address.ip.is_loopback):
+                continue
+            if wanted is not None and found.ifname != wanted:
+                continue
+            endpoint = BroadcastEndpoint(
+                ifname=found.ifname,
+                address=found.address.ip,
+                broadcast=found.broadcast,
+                prefixlen=found.address.network.prefixlen,
+            )
+            self.status.ready, self.status.waiting_for = True, None
+            self.status.address = found.address
+            return endpoint
+        self.status.ready = False
+        self.status.waiting_for = f"no IPv4 address on {wanted or 'any up interface'}"
+        return None
+
+    async def neighbours(self) -> list[Neighbour]:
+        return await self.backend.neighbours(self.config.mesh_interface)
+
+    async def originators(self) -> list[Originator]:
+        return await self.backend.originators(self.config.mesh_interface)
+
+    async def close(self) -> None:
+        await self.backend.close()

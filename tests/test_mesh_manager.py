@@ -1,0 +1,330 @@
+"""The manager's loop against the in-memory kernel: start-up, repairs, addressing, errors.
+
+The same paths run against the real kernel in tests/vm/test_mesh_bench.py.
+"""
+
+import asyncio
+import errno
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from itertools import islice
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hw.mesh import MeshConfig, MeshManager
+from hw.mesh.addressing import candidate_addresses, mesh_mac
+from hw.mesh.backend import AddAddress, make_backend
+from hw.mesh.fake import FakeMeshBackend
+from hw.mesh.reconcile import CreateMesh, JoinIbss, SetMtu, SetRadioType
+
+IDENTITY = bytes(range(32))
+CONFIG = MeshConfig(backend="fake")
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def manager_with_radio(**config) -> tuple[MeshManager, FakeMeshBackend]:
+    backend = FakeMeshBackend()
+    backend.add_radio("wlan0")
+    return MeshManager(MeshConfig(backend="fake", **config), backend, IDENTITY), backend
+
+
+def expected_address(identity=IDENTITY, n=0) -> IPv4Address:
+    return next(islice(candidate_addresses(identity, CONFIG.prefix), n, None))
+
+
+def test_the_config_chooses_the_fake_backend():
+    assert isinstance(make_backend(CONFIG), FakeMeshBackend)
+
+
+def test_start_up_brings_radio_mesh_and_address_up_in_one_converge():
+    manager, kernel = manager_with_radio()
+    status = run(manager.converge())
+    assert status.ready and status.waiting_for is None and status.joins == 1
+    radio, bat0 = kernel.link_named("wlan0"), kernel.link_named("bat0")
+    assert (radio.iftype, radio.up, radio.mtu, radio.ssid, radio.freq_mhz) == (
+        "adhoc",
+        True,
+        1560,
+        "mesh-handset",
+        2412,
+    )
+    assert radio.master == bat0.ifindex
+    assert bat0.up and not bat0.bridge_loop_avoidance and bat0.mac == mesh_mac(IDENTITY)
+    assert bat0.addresses == [IPv4Interface(f"{expected_address()}/16")]
+
+
+def test_a_second_converge_changes_nothing_and_looks_once():
+    manager, kernel = manager_with_radio()
+    run(manager.converge())
+    steps, looks = len(kernel.applied), manager.status.observations
+    run(manager.converge())
+    assert len(kernel.applied) == steps and manager.status.observations == looks + 1
+
+
+def test_the_endpoint_is_bat0s_address_and_the_prefix_broadcast():
+    manager, _ = manager_with_radio()
+    run(manager.converge())
+    endpoint = run(manager.endpoint())
+    assert endpoint.ifname == "bat0"
+    assert endpoint.address == expected_address()
+    assert endpoint.broadcast == IPv4Address("10.42.255.255")
+
+
+def test_the_address_is_the_same_on_every_start():
+    first, _ = manager_with_radio()
+    second, _ = manager_with_radio()
+    run(first.converge())
+    run(second.converge())
+    assert first.status.address == second.status.address
+
+
+def test_a_taken_address_moves_the_handset_to_its_next_candidate():
+    manager, kernel = manager_with_radio()
+    kernel.foreign_addresses[expected_address()] = "02:99:99:99:99:99"
+    run(manager.converge())
+    assert kernel.probed[:2] == [expected_address(), expected_address(n=1)]
+    assert manager.status.address.ip == expected_address(n=1)
+
+
+def test_a_stale_answer_with_our_own_mac_is_not_a_conflict():
+    manager, kernel = manager_with_radio()
+    kernel.foreign_addresses[expected_address()] = mesh_mac(IDENTITY)
+    run(manager.converge())
+    assert manager.status.address.ip == expected_address()
+
+
+def test_when_every_candidate_is_taken_the_status_says_so_and_no_address_is_added():
+    manager, kernel = manager_with_radio()
+    for address in islice(candidate_addresses(IDENTITY, CONFIG.prefix), 8):
+        kernel.foreign_addresses[address] = "02:99:99:99:99:99"
+    status = run(manager.converge())
+    assert not status.ready and "AddressExhausted" in status.last_error
+    assert not any(isinstance(a, AddAddress) for a in kernel.applied)
+
+
+def test_without_an_identity_the_radio_mac_is_used():
+    backend = FakeMeshBackend()
+    backend.add_radio("wlan0", mac="02:00:00:00:01:00")
+    manager = MeshManager(CONFIG, backend)
+    run(manager.converge())
+    assert manager.status.address.ip == expected_address(bytes.fromhex("020000000100"))
+
+
+def test_a_radio_reset_is_repaired_by_rejoining():
+    manager, kernel = manager_with_radio()
+    run(manager.converge())
+    kernel.reset_radio("wlan0")
+    assert run(manager.converge()).joins == 2
+    radio = kernel.link_named("wlan0")
+    assert radio.up and radio.ssid == "mesh-handset" and manager.status.ready
+
+
+def test_a_radio_that_drops_out_of_the_ibss_rejoins():
+    manager, kernel = manager_with_radio()
+    run(manager.converge())
+    kernel.drop_out_of_ibss("wlan0")
+    run(manager.converge())
+    assert len([a for a in kernel.applied if isinstance(a, JoinIbss)]) == 2
+    assert manager.status.ready and manager.status.joins == 2
+
+
+def test_a_vanished_bat0_is_recreated_with_the_same_mac_and_address():
+    manager, kernel = manager_with_radio()
+    run(manager.converge())
+    before = (kernel.link_named("bat0").mac, manager.status.address)
+    kernel.remove_link("bat0")
+    run(manager.converge())
+    bat0 = kernel.link_named("bat0")
+    assert (bat0.mac, manager.status.address) == before
+    assert kernel.link_named("wlan0").master == bat0.ifindex
+
+
+def test_a_radio_that_vanishes_and_returns_is_set_up_again():
+    manager, kernel = manager_with_radio()
+    run(manager.converge())
+    kernel.remove_link("wlan0")
+    status = run(manager.converge())
+    assert not status.ready and status.waiting_for == "no Wi-Fi interface"
+    kernel.add_radio("wlan0")
+    assert run(manager.converge()).ready
+    assert kernel.link_named("wlan0").ssid == "mesh-handset"
+
+
+def test_a_failing_step_is_recorded_and_retried_on_the_next_converge():
+    manager, kernel = manager_with_radio()
+    kernel.fail_next[CreateMesh] = OSError(errno.EOPNOTSUPP, "batman-adv missing")
+    status = run(manager.converge())
+    assert not status.ready and status.errors == 1
+    assert status.last_error == "StepFailed: CreateMesh failed: [Errno 95] batman-adv missing"
+    assert run(manager.converge()).ready
+    assert manager.status.last_error is None
+
+
+def test_a_configured_radio_name_leaves_other_radios_alone():
+    manager, kernel = manager_with_radio(radio="wlan1")
+    kernel.add_radio("wlan1", mac="02:00:00:00:02:00")
+    run(manager.converge())
+    assert kernel.link_named("wlan0").iftype == "station"
+    assert kernel.link_named("wlan1").ssid == "mesh-handset"
+    assert not any(
+        isinstance(a, SetRadioType) and a.ifindex == kernel.link_named("wlan0").ifindex
+        for a in kernel.applied
+    )
+
+
+def test_run_repairs_a_reset_without_being_restarted():
+    async def scenario():
+        manager, kernel = manager_with_radio(poll_interval_s=30)
+        task = asyncio.create_task(manager.run())
+        await asyncio.sleep(0.01)
+        assert manager.status.ready
+        kernel.reset_radio("wlan0")  # wakes the loop like a netlink event would
+        await asyncio.sleep(0.01)
+        task.cancel()
+        return manager, kernel
+
+    manager, kernel = run(scenario())
+    assert manager.status.joins == 2 and kernel.link_named("wlan0").ssid == "mesh-handset"
+
+
+def test_unmanaged_mode_uses_the_named_interface_as_it_is():
+    backend = FakeMeshBackend()
+    backend.add_link(
+        "eth0", "02:00:00:00:03:00", up=True, addresses=[IPv4Interface("192.168.7.20/24")]
+    )
+    manager = MeshManager(MeshConfig(backend="fake", mode="unmanaged", interface="eth0"), backend)
+    assert run(manager.converge()).ready
+    endpoint = run(manager.endpoint())
+    assert (endpoint.ifname, endpoint.address, endpoint.broadcast) == (
+        "eth0",
+        IPv4Address("192.168.7.20"),
+        IPv4Address("192.168.7.255"),
+    )
+    assert backend.applied == []  # touches nothing
+
+
+def test_unmanaged_mode_without_an_address_waits_and_says_why():
+    backend = FakeMeshBackend()
+    manager = MeshManager(MeshConfig(backend="fake", mode="unmanaged"), backend)
+    status = run(manager.converge())
+    assert not status.ready and status.waiting_for == "no IPv4 address on any up interface"
+
+
+@pytest.mark.parametrize("prefix", ["10.42.0.0/16", "192.168.50.0/24", "10.0.0.0/30"])
+def test_claimed_addresses_stay_inside_the_prefix(prefix):
+    manager, _ = manager_with_radio(prefix=IPv4Network(prefix))
+    run(manager.converge())
+    assert manager.status.address.network == IPv4Network(prefix)
+
+
+def test_inspect_reports_without_changing_anything():
+    manager, kernel = manager_with_radio()
+    status = run(manager.inspect())
+    assert not status.ready and kernel.applied == []
+    assert status.waiting_for == "would still do: SetRadioType, CreateMesh"
+    run(manager.converge())
+    assert run(MeshManager(CONFIG, kernel, IDENTITY).inspect()).ready
+
+
+def test_the_diagnostics_views_show_best_routes_and_quality():
+    from hw.mesh.batadv import Neighbour, Originator
+    from hw.mesh.diagnostics import format_neighbours, format_originators, format_status
+
+    manager, kernel = manager_with_radio()
+    run(manager.converge())
+    kernel.neighbour_table = [Neighbour("02:00:00:00:02:00", 2, 120)]
+    kernel.originator_table = [
+        Originator("02:00:00:00:03:00", "02:00:00:00:02:00", 2, 800, 200, None, True),
+        Originator("02:00:00:00:02:00", "02:00:00:00:02:00", 2, 120, 255, None, True),
+    ]
+    names = {2: "wlan0"}
+    assert "ready" in format_status(manager.status)
+    assert "02:00:00:00:02:00  wlan0" in format_neighbours(run(manager.neighbours()), names)
+    table = format_originators(run(manager.originators()), names).splitlines()
+    assert table[1].startswith("* 02:00:00:00:02:00") and "255/255" in table[1]
+    assert table[2].startswith("* 02:00:00:00:03:00") and "200/255" in table[2]
+
+
+def test_the_mesh_command_reports_setting_errors_with_a_fix(capsys):
+    from firmware.cli import main
+
+    assert main(["mesh", "status", "--set", "bssid=zz"]) == 2
+    assert "bssid" in capsys.readouterr().err
+
+
+radio_states = st.fixed_dictionaries(
+    {
+        "iftype": st.sampled_from(["station", "adhoc", "monitor"]),
+        "up": st.booleans(),
+        "mtu": st.sampled_from([1500, 1560, 2304]),
+        "ssid": st.sampled_from([None, "mesh-handset", "other"]),
+        "freq_mhz": st.sampled_from([None, 2412, 2437]),
+    }
+)
+mesh_states = st.none() | st.fixed_dictionaries(
+    {
+        "up": st.booleans(),
+        "mac": st.sampled_from(["fe:00:00:00:00:01", mesh_mac(IDENTITY)]),
+        "bridge_loop_avoidance": st.booleans(),
+        "orig_interval_ms": st.sampled_from([1000, 5000]),
+        "addresses": st.sampled_from([[], [IPv4Interface("192.168.1.9/24")]]),
+    }
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(radio=radio_states, mesh=mesh_states, enslaved=st.booleans())
+def test_from_any_starting_state_one_converge_reaches_the_configured_mesh(radio, mesh, enslaved):
+    backend = FakeMeshBackend()
+    link = backend.add_radio("wlan0")
+    for key, value in radio.items():
+        setattr(link, key, value)
+    if link.ssid is not None and not (link.up and link.iftype == "adhoc"):
+        link.ssid = link.freq_mhz = None  # the kernel has no IBSS on a down or non-adhoc radio
+    if mesh is not None:
+        bat0 = backend.add_link("bat0", **mesh)
+        if enslaved:
+            link.master = bat0.ifindex
+    manager = MeshManager(CONFIG, backend, IDENTITY)
+    assert run(manager.converge()).ready
+    link, bat0 = backend.link_named("wlan0"), backend.link_named("bat0")
+    assert (link.iftype, link.up, link.ssid, link.freq_mhz) == ("adhoc", True, "mesh-handset", 2412)
+    assert link.mtu >= 1560 and link.master == bat0.ifindex and bat0.up
+    assert not bat0.bridge_loop_avoidance and bat0.orig_interval_ms == 1000
+    assert IPv4Interface(f"{expected_address()}/16") in bat0.addresses
+
+
+def test_run_retries_a_refused_step_without_waiting_for_a_change_or_the_poll():
+    async def scenario():
+        manager, kernel = manager_with_radio(poll_interval_s=600)
+        kernel.fail_next[JoinIbss] = OSError(errno.EOPNOTSUPP, "raced with a type change")
+        task = asyncio.create_task(manager.run())
+        try:
+            await asyncio.wait_for(_until_ready(manager), 10)
+        finally:
+            task.cancel()
+        return manager
+
+    manager = run(scenario())
+    assert manager.status.errors == 1 and manager.status.ready and manager.status.joins == 1
+
+
+async def _until_ready(manager: MeshManager) -> None:
+    while not manager.status.ready:
+        await asyncio.sleep(0.05)
+
+
+def test_a_radio_capped_at_mtu_1500_still_joins_and_the_status_warns():
+    backend = FakeMeshBackend()
+    radio = backend.add_radio("wlan0")
+    radio.max_mtu = 1500  # like the Pi's brcmfmac
+    manager = MeshManager(CONFIG, backend, IDENTITY)
+    status = run(manager.converge())
+    assert status.ready and status.errors == 0 and "MTU 1560" in status.warning
+    assert radio.mtu == 1500 and radio.ssid == "mesh-handset"
+    run(manager.converge())
+    assert sum(isinstance(a, SetMtu) for a in backend.applied) == 1  # tried once, not again
