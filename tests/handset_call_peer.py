@@ -111,11 +111,12 @@ async def main(args: argparse.Namespace) -> dict:
         period_frames=args.period_frames,
         playback_prefill_periods=args.prefill,
     )
+    if args.realtime_priority:
+        # The call path is an audio path too: below the engine, above everything else. Before
+        # engine.start(), so the engine's supervisor thread takes it on (see AudioEngine).
+        become_realtime(args.realtime_priority)
     engine = AudioEngine(EngineSettings(pcm=pcm))
     engine.start()
-    if args.realtime_priority:
-        # The call path is an audio path too: below the engine, above everything else.
-        become_realtime(args.realtime_priority)
     protocol = await start(node, interface=args.interface, port=args.port)
     audio = HandsetAudio(
         engine,

@@ -49,8 +49,10 @@ def test_the_call_survives_its_sound_card_process_dying_and_audio_comes_back():
     assert caller["timed_out"] is False
     assert caller["stats"]["device_reopens"] >= 1  # a fresh engine process took over
     assert caller["stats"]["device_state"] == "running"
-    # Clicks were heard before the engine died and again after the new one was up
-    # (the kill comes about 2 s after the first click was heard).
+    # Clicks were heard before the engine died and again after the new one was up. The kill
+    # comes 2 s into the call, so 1.5-2 s after the first click was heard; a new engine is up
+    # within a second. How many clicks come through after that is the far jitter buffer's
+    # business (it waits longer after a loss), so only that some do is held here.
     start = result.call_started_s
-    assert any(at < start + 1.8 for at in result.heard_at_s)
-    assert sum(at > start + 3.5 for at in result.heard_at_s) >= 4, result.heard_at_s
+    assert any(at < start + 1.5 for at in result.heard_at_s)
+    assert sum(at > start + 3.0 for at in result.heard_at_s) >= 2, result.heard_at_s

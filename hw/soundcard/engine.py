@@ -136,15 +136,25 @@ def _settings_from_json(text: str) -> EngineSettings:
 
 
 def become_realtime(priority: int) -> bool:
-    """SCHED_FIFO for the calling thread if permitted; otherwise say so and carry on."""
+    """SCHED_FIFO for the calling thread if permitted; otherwise say so and carry on.
+
+    With SCHED_RESET_ON_FORK: threads and processes started from here begin at normal
+    priority (a helper process must not spin at real-time priority by accident); those that
+    should be real-time (the engine process, the supervisor thread) ask for it themselves."""
     try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+        os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(priority))
     except (PermissionError, OSError) as exc:
         print(
-            f"audio engine: SCHED_FIFO refused ({exc}); running at normal priority", file=sys.stderr
+            f"audio engine: SCHED_FIFO refused ({exc}); running at normal priority",
+            file=sys.stderr,
         )
         return False
     return True
+
+
+def _scheduling_of_this_thread() -> tuple[int, int]:
+    """(policy without the reset-on-fork flag, priority) of the calling thread."""
+    return os.sched_getscheduler(0) & ~os.SCHED_RESET_ON_FORK, os.sched_getparam(0).sched_priority
 
 
 def run_engine_process(settings: EngineSettings, capture_w: int, playback_r: int, shm: int) -> int:
@@ -226,6 +236,10 @@ class AudioEngine:
     The call path reads captured audio with `read_capture()` (non-blocking; `capture_fd` is
     readable when there is some, for asyncio's add_reader) and queues audio to play with
     `write_playback()` (non-blocking; refused bytes are counted, never waited for).
+
+    Make the calling thread real-time *before* start(): the supervisor thread takes on its
+    scheduling. A supervisor left at normal priority can be preempted while it holds the GIL,
+    and then a real-time call path in the same process waits for it (priority inversion).
     """
 
     def __init__(self, settings: EngineSettings) -> None:
@@ -254,6 +268,7 @@ class AudioEngine:
 
     def start(self) -> None:
         self._stats.state = "starting"
+        self._supervisor_scheduling = _scheduling_of_this_thread()
         self._spawn()
         self._thread = threading.Thread(
             target=self._supervise, name="audio-supervisor", daemon=True
@@ -409,6 +424,10 @@ class AudioEngine:
         return time.monotonic_ns() - heartbeat > self.settings.stall_timeout_s * 1e9
 
     def _supervise(self) -> None:
+        policy, priority = self._supervisor_scheduling
+        if policy in (os.SCHED_FIFO, os.SCHED_RR):
+            with contextlib.suppress(OSError):  # the caller's priority, so no GIL inversion
+                os.sched_setscheduler(0, policy | os.SCHED_RESET_ON_FORK, os.sched_param(priority))
         backoff_first, backoff_max = self.settings.reopen_backoff_s
         backoff = backoff_first
         while not self._stopping.wait(SUPERVISOR_TICK_S):
