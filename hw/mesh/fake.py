@@ -68,8 +68,8 @@ class FakeMeshBackend:
         self.neighbour_table: list[Neighbour] = []
         self.originator_table: list[Originator] = []
         self.fail_next: dict[type, OSError] = {}
-        # Like mac80211: a join first scans, so the channel shows up only when the kernel reports
-        # the IBSS joined (here: at the next wait_for_change, as an event).
+        # Like mac80211 on a loaded machine: the channel shows up only once the join's work item
+        # ran and the kernel reported it (here: at the next wait_for_change, as an event).
         self.slow_joins = False
         self._joining: tuple[FakeLink, int] | None = None
         self._next_ifindex = 1

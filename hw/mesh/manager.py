@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 MAX_ADDRESS_CANDIDATES = 8
 MAX_ROUNDS = 8
 RETRY_FIRST_S = 0.5
-JOIN_SETTLE_S = 15.0  # mac80211 scans before it creates or joins the IBSS; slow under TCG
+JOIN_SETTLE_S = 15.0  # how long converge waits for mac80211 to finish an IBSS join
 KERNEL_ERRORS = (OSError, NetlinkError)
 
 

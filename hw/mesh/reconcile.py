@@ -186,8 +186,9 @@ def _plan_radio(desired: DesiredMesh, radio: RadioState, result: Plan) -> None:
         return  # a down interface cannot join; the next round sees it up
     wanted = desired.ibss
     if radio.ssid == wanted.ssid and radio.freq_mhz is None:
-        # Joined but not settled: mac80211 scans for the BSSID before it has a channel. Leaving
-        # now would restart the join forever on a slow machine; the kernel reports when done.
+        # In the IBSS but without a channel: mac80211 (re)joins in a work item, after a join
+        # and again when it merges with a peer's IBSS. Leaving now would restart that, and on a
+        # loaded machine again and again; the kernel reports (carrier up) when it is done.
         result.waiting_for = JOINING
         return
     if radio.ssid != wanted.ssid or radio.freq_mhz != wanted.freq_mhz:
