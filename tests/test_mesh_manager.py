@@ -16,7 +16,7 @@ from hw.mesh import MeshConfig, MeshManager
 from hw.mesh.addressing import candidate_addresses, mesh_mac
 from hw.mesh.backend import AddAddress, make_backend
 from hw.mesh.fake import FakeMeshBackend
-from hw.mesh.reconcile import CreateMesh, JoinIbss, SetMtu, SetRadioType
+from hw.mesh.reconcile import CreateMesh, JoinIbss, LeaveIbss, SetMtu, SetRadioType
 
 IDENTITY = bytes(range(32))
 CONFIG = MeshConfig(backend="fake")
@@ -285,6 +285,8 @@ def test_from_any_starting_state_one_converge_reaches_the_configured_mesh(radio,
         setattr(link, key, value)
     if link.ssid is not None and not (link.up and link.iftype == "adhoc"):
         link.ssid = link.freq_mhz = None  # the kernel has no IBSS on a down or non-adhoc radio
+    if link.ssid is not None and link.freq_mhz is None:
+        link.freq_mhz = 2437  # a settled IBSS has a channel (a join in progress is tested apart)
     if mesh is not None:
         bat0 = backend.add_link("bat0", **mesh)
         if enslaved:
@@ -328,3 +330,11 @@ def test_a_radio_capped_at_mtu_1500_still_joins_and_the_status_warns():
     assert radio.mtu == 1500 and radio.ssid == "mesh-handset"
     run(manager.converge())
     assert sum(isinstance(a, SetMtu) for a in backend.applied) == 1  # tried once, not again
+
+
+def test_a_join_still_scanning_is_waited_for_not_restarted():
+    manager, kernel = manager_with_radio()
+    kernel.slow_joins = True
+    status = run(manager.converge())
+    assert status.ready and status.joins == 1
+    assert not any(isinstance(a, LeaveIbss) for a in kernel.applied)

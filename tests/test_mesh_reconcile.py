@@ -127,3 +127,9 @@ def test_without_a_radio_bat0_is_still_kept_and_the_plan_says_what_is_missing():
     result = plan(DESIRED, Observed(None, replace(GOOD_MESH, up=False)))
     assert result.actions == [SetLinkUp(7, True)]
     assert result.waiting_for == "no Wi-Fi interface"
+
+
+def test_a_radio_that_joined_but_has_no_channel_yet_is_left_to_finish():
+    radio = replace(GOOD_RADIO, freq_mhz=None)
+    result = plan(DESIRED, Observed(radio, GOOD_MESH))
+    assert result.actions == [] and result.waiting_for == "joining the IBSS"

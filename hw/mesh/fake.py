@@ -68,6 +68,10 @@ class FakeMeshBackend:
         self.neighbour_table: list[Neighbour] = []
         self.originator_table: list[Originator] = []
         self.fail_next: dict[type, OSError] = {}
+        # Like mac80211 on a loaded machine: the channel shows up only once the join's work item
+        # ran and the kernel reported it (here: at the next wait_for_change, as an event).
+        self.slow_joins = False
+        self._joining: tuple[FakeLink, int] | None = None
         self._next_ifindex = 1
         self._changed = asyncio.Event()
         self.add_link("lo", "00:00:00:00:00:00", up=True, addresses=[IPv4Interface("127.0.0.1/8")])
@@ -152,6 +156,9 @@ class FakeMeshBackend:
                 if link.ssid is not None:
                     raise _error(errno.EALREADY, "already in an IBSS")
                 link.ssid, link.freq_mhz = ibss.ssid, ibss.freq_mhz
+                if self.slow_joins:
+                    link.freq_mhz = None
+                    self._joining = (link, ibss.freq_mhz)
             case CreateMesh(ifname):
                 if self.link_named(ifname) is not None:
                     raise _error(errno.EEXIST, ifname)
@@ -180,6 +187,12 @@ class FakeMeshBackend:
         return holder is not None and holder != own_mac
 
     async def wait_for_change(self, timeout: float) -> bool:
+        if self._joining is not None:
+            link, freq = self._joining
+            self._joining = None
+            if link.ssid is not None:
+                link.freq_mhz = freq
+            return True
         try:
             await asyncio.wait_for(self._changed.wait(), timeout)
         except TimeoutError:

@@ -8,6 +8,7 @@ a radio reset or a vanished interface needs no special code and no service resta
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
@@ -21,6 +22,7 @@ from hw.mesh.backend import AddAddress, MeshBackend, make_backend
 from hw.mesh.batadv import Neighbour, Originator
 from hw.mesh.config import MeshConfig
 from hw.mesh.reconcile import (
+    JOINING,
     ClaimAddress,
     DesiredMesh,
     Ibss,
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 MAX_ADDRESS_CANDIDATES = 8
 MAX_ROUNDS = 8
 RETRY_FIRST_S = 0.5
+JOIN_SETTLE_S = 15.0  # how long converge waits for mac80211 to finish an IBSS join
 KERNEL_ERRORS = (OSError, NetlinkError)
 
 
@@ -109,16 +112,28 @@ class MeshManager:
         if self.config.mode == "unmanaged":
             await self._find_unmanaged_endpoint()
             return self.status
-        for _ in range(MAX_ROUNDS):
+        loop = asyncio.get_running_loop()
+        rounds, settle_deadline = 0, None
+        while rounds < MAX_ROUNDS:
             try:
-                if await self._round():
-                    break
+                done = await self._round()
             except (*KERNEL_ERRORS, StepFailed, AddressExhausted) as error:
                 self.status.errors += 1
                 self.status.last_error = f"{type(error).__name__}: {error}"
                 self.status.ready = False
                 log.warning("mesh: %s; will retry", self.status.last_error)
                 break
+            if not done:
+                rounds += 1
+                continue
+            if self.status.waiting_for != JOINING:
+                break
+            # An IBSS join completes in the kernel: wait for its event rather than act again.
+            settle_deadline = settle_deadline or loop.time() + JOIN_SETTLE_S
+            remaining = settle_deadline - loop.time()
+            if remaining <= 0:
+                break
+            await self.backend.wait_for_change(remaining)
         return self.status
 
     async def inspect(self) -> MeshStatus:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Interface, IPv4Network
 
 IFTYPE_ADHOC = "adhoc"
+JOINING = "joining the IBSS"
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ def plan(desired: DesiredMesh, observed: Observed) -> Plan:
     result = Plan()
     radio, mesh = observed.radio, observed.mesh
     if radio is not None:
-        _plan_radio(desired, radio, result.actions)
+        _plan_radio(desired, radio, result)
     else:
         result.waiting_for = "no Wi-Fi interface"
     if mesh is None:
@@ -170,7 +171,8 @@ def plan(desired: DesiredMesh, observed: Observed) -> Plan:
     return result
 
 
-def _plan_radio(desired: DesiredMesh, radio: RadioState, actions: list[Action]) -> None:
+def _plan_radio(desired: DesiredMesh, radio: RadioState, result: Plan) -> None:
+    actions = result.actions
     if radio.iftype != IFTYPE_ADHOC:
         # mac80211 changes the type of an interface only while it is down.
         if radio.up:
@@ -183,6 +185,12 @@ def _plan_radio(desired: DesiredMesh, radio: RadioState, actions: list[Action]) 
         actions.append(SetLinkUp(radio.ifindex, True))
         return  # a down interface cannot join; the next round sees it up
     wanted = desired.ibss
+    if radio.ssid == wanted.ssid and radio.freq_mhz is None:
+        # In the IBSS but without a channel: mac80211 (re)joins in a work item, after a join
+        # and again when it merges with a peer's IBSS. Leaving now would restart that, and on a
+        # loaded machine again and again; the kernel reports (carrier up) when it is done.
+        result.waiting_for = JOINING
+        return
     if radio.ssid != wanted.ssid or radio.freq_mhz != wanted.freq_mhz:
         if radio.ssid is not None:
             actions.append(LeaveIbss(radio.ifindex))
