@@ -17,17 +17,20 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PEER = REPO / "tests" / "netns_peer.py"
-SUBNET = "10.77.{}.{}"
 
 
 @contextlib.contextmanager
-def bridged_namespaces() -> Iterator[tuple[str, str]]:
-    """Namespaces a and b, each with eth0 (10.77.x.1 and .2/24) on one bridge in a third."""
+def bridged_namespaces(prefix: str = "hs", subnet: str = "10.77") -> Iterator[tuple[str, str]]:
+    """Namespaces a and b, each with eth0 (<subnet>.x.1 and .2/24) on one bridge in a third.
+
+    `prefix` and `subnet` keep labs that may run at once (the call tests and the audio call)
+    apart; the process id keeps parallel runs apart.
+    """
     from pyroute2 import NetNS, netns
 
     tag = f"{os.getpid() % 100000}{random.randrange(100)}"
     octet = os.getpid() % 250 + 1
-    names = {"br": f"hsbr{tag}", "a": f"hsa{tag}", "b": f"hsb{tag}"}
+    names = {"br": f"{prefix}br{tag}", "a": f"{prefix}a{tag}", "b": f"{prefix}b{tag}"}
     for name in names.values():
         netns.create(name)
     try:
@@ -50,9 +53,9 @@ def bridged_namespaces() -> Iterator[tuple[str, str]]:
                 ns.addr(
                     "add",
                     index=eth0,
-                    address=SUBNET.format(octet, host),
+                    address=f"{subnet}.{octet}.{host}",
                     prefixlen=24,
-                    broadcast=SUBNET.format(octet, 255),
+                    broadcast=f"{subnet}.{octet}.255",
                 )
                 ns.link("set", index=eth0, state="up")
                 ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")

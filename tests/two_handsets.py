@@ -11,7 +11,6 @@ Used by tests/test_netns_handset_call.py and bench/m2e_bench.py.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
@@ -22,6 +21,7 @@ from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
+from netns_lab import bridged_namespaces
 from virtual_audio import (
     JackServer,
     PcmPlayer,
@@ -36,49 +36,6 @@ REPO = Path(__file__).resolve().parent.parent
 PEER = REPO / "tests" / "handset_call_peer.py"
 RATE = 16000
 CLICK_EVERY_S = 0.25
-
-
-@contextlib.contextmanager
-def bridged_namespaces():
-    """Namespaces a and b, each with eth0 on a bridge in a third; yields (ns_a, ns_b)."""
-    from pyroute2 import NetNS, netns
-
-    tag = f"{os.getpid() % 100000}{random.randrange(100)}"
-    octet = os.getpid() % 250 + 1
-    names = {"br": f"acbr{tag}", "a": f"aca{tag}", "b": f"acb{tag}"}
-    for name in names.values():
-        netns.create(name)
-    try:
-        with NetNS(names["br"]) as br:
-            br.link("add", ifname="br0", kind="bridge")
-            bridge = br.link_lookup(ifname="br0")[0]
-            for side in ("a", "b"):
-                br.link(
-                    "add",
-                    ifname=f"v{side}",
-                    kind="veth",
-                    peer={"ifname": "eth0", "net_ns_fd": names[side]},
-                )
-                port = br.link_lookup(ifname=f"v{side}")[0]
-                br.link("set", index=port, master=bridge, state="up")
-            br.link("set", index=bridge, state="up")
-        for host, side in ((1, "a"), (2, "b")):
-            with NetNS(names[side]) as ns:
-                eth0 = ns.link_lookup(ifname="eth0")[0]
-                ns.addr(
-                    "add",
-                    index=eth0,
-                    address=f"10.78.{octet}.{host}",
-                    prefixlen=24,
-                    broadcast=f"10.78.{octet}.255",
-                )
-                ns.link("set", index=eth0, state="up")
-                ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
-        yield names["a"], names["b"]
-    finally:
-        for name in names.values():
-            with contextlib.suppress(OSError):
-                netns.remove(name)
 
 
 def bench_conf(tag: str) -> str:
@@ -173,7 +130,7 @@ def run_call(
     the longest delay the test must see."""
     tag = f"hs{os.getpid()}r{random.randrange(1000)}"
     server = JackServer()
-    with tempfile.TemporaryDirectory() as tmp, bridged_namespaces() as (ns_a, ns_b):
+    with tempfile.TemporaryDirectory() as tmp, bridged_namespaces("ac", "10.78") as (ns_a, ns_b):
         conf = Path(tmp) / "jack.conf"
         conf.write_text(bench_conf(tag))
         saved = {k: os.environ.get(k) for k in ("ALSA_CONFIG_PATH", *server.env())}
