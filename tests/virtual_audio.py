@@ -170,6 +170,22 @@ class JackServer:
         self.stop()
 
 
+def open_s16_pcm(direction: str, device: str, rate: int, channels: int, period_frames: int):
+    """One place that opens a test instrument's PCM: S16_LE, 4 periods, paced by the device."""
+    import alsaaudio
+
+    kind = alsaaudio.PCM_PLAYBACK if direction == "playback" else alsaaudio.PCM_CAPTURE
+    return alsaaudio.PCM(
+        kind,
+        device=device,
+        rate=rate,
+        channels=channels,
+        format=alsaaudio.PCM_FORMAT_S16_LE,
+        periodsize=period_frames,
+        periods=4,
+    )
+
+
 class PcmPlayer(threading.Thread):
     """Plays `signal` once (then silence) into an ALSA PCM, paced by the device."""
 
@@ -190,17 +206,9 @@ class PcmPlayer(threading.Thread):
         self.error: BaseException | None = None
 
     def run(self) -> None:
-        import alsaaudio
-
         try:
-            pcm = alsaaudio.PCM(
-                alsaaudio.PCM_PLAYBACK,
-                device=self.device,
-                rate=self.rate,
-                channels=self.channels,
-                format=alsaaudio.PCM_FORMAT_S16_LE,
-                periodsize=self.period_frames,
-                periods=4,
+            pcm = open_s16_pcm(
+                "playback", self.device, self.rate, self.channels, self.period_frames
             )
             step = self.period_frames * 2 * self.channels
             silence = bytes(step)
@@ -240,18 +248,8 @@ class PcmRecorder(threading.Thread):
         self.error: BaseException | None = None
 
     def run(self) -> None:
-        import alsaaudio
-
         try:
-            pcm = alsaaudio.PCM(
-                alsaaudio.PCM_CAPTURE,
-                device=self.device,
-                rate=self.rate,
-                channels=self.channels,
-                format=alsaaudio.PCM_FORMAT_S16_LE,
-                periodsize=self.period_frames,
-                periods=4,
-            )
+            pcm = open_s16_pcm("capture", self.device, self.rate, self.channels, self.period_frames)
             self.started_event.set()
             while not self.stop_event.is_set():
                 frames, data = pcm.read()
