@@ -182,9 +182,8 @@ def test_settings_outside_the_latency_rules_are_refused(changes, message):
 
 
 def test_engine_runs_on_the_fake_backend_as_a_silent_card_that_keeps_time():
-    from virtual_audio import wait_until
-
     from hw.soundcard.engine import AudioEngine, EngineSettings
+    from lab.virtual_audio import wait_until
 
     with AudioEngine(EngineSettings(pcm=SETTINGS, backend="fake")) as engine:
         assert wait_until(lambda: engine.stats().periods >= 10, 10)

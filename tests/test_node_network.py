@@ -1,9 +1,8 @@
-"""Nodes on an in-memory network (tests/netsim.py): discovery, DNA, calls, audio."""
+"""Nodes on an in-memory network (lab/netsim.py): discovery, DNA, calls, audio."""
 
 from __future__ import annotations
 
-from netsim import Network, events_of
-
+from lab.netsim import Network, events_of
 from vomp.events import (
     AudioFrameReceived,
     CallEnded,

@@ -1,6 +1,6 @@
 """The sound-card edge: ALSA devices, the real-time audio engine, call-progress tones.
 
-Kept apart from hw.audio (codec, jitter buffer, call pipeline) so the engine process starts
+Kept apart from vomp.media (codec, jitter buffer, call pipeline) so the engine process starts
 fast: it imports pyalsaaudio and nothing else heavy, which matters when a USB card comes back.
 
     devices.py      PcmSettings, the backend seam (alsa | fake) and its errors

@@ -1,8 +1,8 @@
 """Call audio signal processing: codecs, redundancy, jitter buffer, statistics. No ALSA here.
 
-The ALSA engine (hw/soundcard, on the alsa branch) and the VoMP service use one object per call::
+The sound-card edge (`hw/soundcard`, `firmware/handset_audio.py`) and the VoMP node use one object per call::
 
-    from hw.audio import CallAudio, OUR_CODECS, choose_send_codec
+    from vomp.media import CallAudio, OUR_CODECS, choose_send_codec
 
     codec = choose_send_codec(OUR_CODECS, peer_codec_list)   # None: no shared codec, end call
     audio = CallAudio(codec)                                 # AudioConfig() = tuned defaults
@@ -21,7 +21,7 @@ The ALSA engine (hw/soundcard, on the alsa branch) and the VoMP service use one 
 I/O, so every test is deterministic. CallAudio is not thread-safe: the engine serialises calls
 (one lock, or one real-time thread doing both directions).
 
-Codecs (VoMP numbers, `hw.audio.codecs`): 0x70 OPUS_REDUNDANT (ours, between our handsets),
+Codecs (VoMP numbers, `vomp.media.codecs`): 0x70 OPUS_REDUNDANT (ours, between our handsets),
 7 OPUS and 2 MULAW (with servald). Always 20 ms per VoMP frame: VoMP's time field counts 20 ms
 units (a second frame with the same time is dropped as a duplicate, SPEC §12.6), and one packet
 per 20 ms is the packet rate the mesh pays for. 10 ms frames would cut 10 ms of delay only by
@@ -40,11 +40,11 @@ Modules: opus (libopus wrapper: FEC, PLC), mulaw (G.711 + 8 kHz resampling), red
 JitterBuffer, sans-IO), stats (AudioStats), pipeline (CallAudio).
 """
 
-from hw.audio.codecs import MULAW, OPUS, OPUS_REDUNDANT, OUR_CODECS, choose_send_codec
-from hw.audio.jitter import JitterBuffer, JitterSettings
-from hw.audio.opus import OpusSettings
-from hw.audio.pipeline import AudioConfig, CallAudio, OutgoingAudio
-from hw.audio.stats import AudioStats
+from vomp.media.codecs import MULAW, OPUS, OPUS_REDUNDANT, OUR_CODECS, choose_send_codec
+from vomp.media.jitter import JitterBuffer, JitterSettings
+from vomp.media.opus import OpusSettings
+from vomp.media.pipeline import AudioConfig, CallAudio, OutgoingAudio
+from vomp.media.stats import AudioStats
 
 __all__ = [
     "MULAW",

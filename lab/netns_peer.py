@@ -1,6 +1,6 @@
 """One handset for the network-namespace tests: a real Node on the real asyncio UDP transport.
 
-Run inside a namespace (`ip netns exec NS python tests/netns_peer.py ...`). The caller looks the
+Run inside a namespace (`ip netns exec NS python lab/netns_peer.py ...`). The caller looks the
 callee's number up, dials, exchanges audio, and hangs up; the callee answers. Each prints one JSON
 line with what it saw and exits; every wait is bounded so a broken network fails, never hangs.
 """

@@ -3,7 +3,7 @@
 VoMP's codec list (SPEC §12.1) is how two ends learn what the other decodes. Ours offers:
 
 * 0x70 `OPUS_REDUNDANT` — our own: Opus frames wrapped in the redundant payload of
-  `hw.audio.redundancy` (each packet also carries the previous 1-2 frames). servald assigns codec
+  `vomp.media.redundancy` (each packet also carries the previous 1-2 frames). servald assigns codec
   numbers 1-7 and 0x20-0x21; 0x70 sits in a range it has never used, so only our handsets offer
   it, and a call with servald never picks it.
 * 7 `OPUS` — one plain Opus packet per VoMP frame, 20 ms, as servald relays it.
