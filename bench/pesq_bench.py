@@ -16,7 +16,7 @@ import numpy as np
 from pesq import pesq
 
 from lab.audio_netsim import GilbertLoss, Link, RandomLoss, run_one_way
-from vomp.media import codecs
+from vomp import codecs
 from vomp.media.opus import OpusSettings
 from vomp.media.pipeline import AudioConfig, CallAudio
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vomp.media import codecs
+from vomp import codecs
 from vomp.media.redundancy import (
     InnerFrame,
     PayloadError,
