@@ -24,7 +24,8 @@ import time
 from firmware.handset_audio import HandsetAudio
 from firmware.transport import start
 from hw.soundcard.devices import PcmSettings
-from hw.soundcard.engine import AudioEngine, EngineSettings, become_realtime
+from hw.soundcard.engine import AudioEngine, EngineSettings
+from hw.soundcard.realtime import become_realtime
 from vomp.events import AudioFrameReceived, CallEnded, CallStateChanged, DnaAnswer, PeerFound
 from vomp.identity import Identity
 from vomp.media import MULAW, OPUS, OUR_CODECS

@@ -21,7 +21,8 @@ import pytest
 
 from firmware.handset_audio import HandsetAudio
 from hw.soundcard.devices import PcmSettings
-from hw.soundcard.engine import AudioEngine, EngineSettings, become_realtime
+from hw.soundcard.engine import AudioEngine, EngineSettings
+from hw.soundcard.realtime import become_realtime
 from lab.virtual_audio import (
     JackServer,
     PcmPlayer,

@@ -197,8 +197,7 @@ def test_counters_left_half_written_by_a_killed_engine_can_still_be_read():
     import os
     import struct
 
-    from hw.soundcard.device_loop import DeviceCounters
-    from hw.soundcard.engine import SHM_SIZE, SharedCounters
+    from hw.soundcard.counters import SHM_SIZE, DeviceCounters, SharedCounters
 
     fd = os.memfd_create("counters-test")
     os.ftruncate(fd, SHM_SIZE)
