@@ -27,7 +27,11 @@ needs_analyze = pytest.mark.skipif(
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    subprocess.run([str(INSTALL), str(tmp_path), "--prefix", str(PREFIX)], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [str(INSTALL), str(tmp_path), "--prefix", str(PREFIX)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return tmp_path
 
 
@@ -97,8 +101,8 @@ def test_sysusers_and_tmpfiles_make_the_users_and_directories(root):
         (etc / name).touch()
     subprocess.run(["systemd-sysusers", f"--root={root}"], check=True, capture_output=True)
     subprocess.run(["systemd-tmpfiles", f"--root={root}", "--create"], check=True)
-    users = {line.split(":")[0]: line.split(":") for line in (etc / "passwd").read_text().splitlines()}
-    groups = {line.split(":")[0]: line.split(":") for line in (etc / "group").read_text().splitlines()}
+    users = _entries(etc / "passwd")
+    groups = _entries(etc / "group")
     assert users["diag"][6] == f"{PREFIX}/bin/handset-shell"
     assert users["handset"][6].endswith("nologin")
     assert "diag" in groups["handset"][3].split(","), "diag reaches the control socket"
@@ -108,3 +112,8 @@ def test_sysusers_and_tmpfiles_make_the_users_and_directories(root):
     assert (state.stat().st_mode & 0o777, state.stat().st_uid) == (0o700, int(users["handset"][2]))
     keys = root / "etc" / "handset" / "diag_authorized_keys"
     assert (keys.stat().st_mode & 0o777, keys.stat().st_uid) == (0o644, 0)
+
+
+def _entries(path: Path) -> dict[str, list[str]]:
+    """/etc/passwd or /etc/group as name -> fields."""
+    return {line.split(":")[0]: line.split(":") for line in path.read_text().splitlines()}
