@@ -134,6 +134,7 @@ def test_each_node_is_brought_up_as_configured(line):
     for node in line:
         iw = node.sh("iw", "dev", node.ifname, "info")
         assert "type IBSS" in iw and "ssid mesh-handset" in iw and "(2412 MHz)" in iw
+        assert "width: 20 MHz (no HT)" in iw, iw
         sys_net = Path("/sys/class/net")
         # /sys is per namespace: read it from inside the node's namespace
         mtu = int(node.sh("cat", str(sys_net / node.ifname / "mtu")))
