@@ -31,10 +31,12 @@ from firmware.control_protocol import Request
 from firmware.control_server import CommandFailed, ControlServer
 from firmware.event_log import EventLog, RecentLines, abridged, setup
 from firmware.handset_audio import HandsetAudio
+from firmware.keyring import load_keyring, save_keyring
 from firmware.transport import NodeProtocol, start
 from hw.mesh import MeshManager
 from hw.soundcard.devices import PcmSettings
-from hw.soundcard.engine import AudioEngine, EngineSettings, become_realtime
+from hw.soundcard.engine import AudioEngine, EngineSettings
+from hw.soundcard.realtime import become_realtime
 from vomp.dna import is_valid_did
 from vomp.dna_lookup import LOOKUP_TIMEOUT
 from vomp.events import (
@@ -48,7 +50,7 @@ from vomp.events import (
     PeerFound,
     PeerLost,
 )
-from vomp.identity import Identity, KeyringEntry, format_sid, load_keyring, save_keyring
+from vomp.identity import Identity, KeyringEntry, format_sid
 from vomp.messages import CallState
 from vomp.node import Node
 
