@@ -14,7 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from vomp.identity import format_sid, load_keyring
+from firmware.keyring import load_keyring
+from vomp.identity import format_sid
 
 HANDSET = str(Path(sys.executable).parent / "handset")
 
