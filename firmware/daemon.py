@@ -488,7 +488,7 @@ class Handset:
             "peer_number": call.remote_number,
             "peer_sid": format_sid(call.remote_sid),
             "duration_s": round(time.monotonic() - started, 1) if started else 0.0,
-            "codec": self.node.audio_codec(call.call_id),
+            "codec": None,
         }
         if self.audio is not None and self.audio.call == call.call_id:
             stats = self.audio.stats()
