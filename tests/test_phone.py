@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from netsim import Faults
-from phone_lab import add_phone, phones
 
+from lab.netsim import Faults
+from lab.phones import add_phone, phones
 from vomp.events import CallStateChanged, EndReason, IncomingCall
 from vomp.messages import CallState
 from vomp.phone import (

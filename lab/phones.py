@@ -1,4 +1,4 @@
-"""Phones on real `Node`s on the in-memory network (tests/netsim.py): a person's view of a call.
+"""Phones on real `Node`s on the in-memory network (lab/netsim.py): a person's view of a call.
 
 Each `PhoneStation` joins a `Phone` to a netsim `Station`: node events go into the phone, node
 commands come back out through `run_node_command` (as the daemon does), and everything the user
@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from netsim import Network, Station
-
+from lab.netsim import Network, Station
 from vomp.events import Event
 from vomp.phone import (
     Action,
