@@ -220,6 +220,11 @@ def peers_found(count: int) -> Callable[[dict[str, Any]], bool]:
     return lambda status: status["peers"] >= count
 
 
+def phone_in(state: str) -> Callable[[dict[str, Any]], bool]:
+    """The phone (vomp.phone) is in `state`: "idle", "ringing in", "in call", "ended" ..."""
+    return lambda status: status["state"] == state
+
+
 def in_state(state: str) -> Callable[[dict[str, Any]], bool]:
     """The call (if any) is in VoMP state `state`; "none": there is no call."""
     if state == "none":
