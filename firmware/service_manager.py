@@ -27,6 +27,7 @@ class ServiceManager(Protocol):
     def ready(self, status: str) -> None: ...
     def status(self, status: str) -> None: ...
     def watchdog(self) -> None: ...
+    def extend_start(self, seconds: float) -> None: ...
     def stopping(self, status: str) -> None: ...
 
 
@@ -40,6 +41,9 @@ class NoServiceManager:
         pass
 
     def watchdog(self) -> None:
+        pass
+
+    def extend_start(self, seconds: float) -> None:
         pass
 
     def stopping(self, status: str) -> None:
@@ -66,6 +70,11 @@ class SystemdNotifier:
 
     def watchdog(self) -> None:
         self._notify("WATCHDOG=1")
+
+    def extend_start(self, seconds: float) -> None:
+        """Still starting (the mesh may wait for its radio): give us `seconds` more. Sent from
+        the event loop, so a start-up that hangs still runs into TimeoutStartSec=."""
+        self._notify(f"EXTEND_TIMEOUT_USEC={int(seconds * 1_000_000)}")
 
     def stopping(self, status: str) -> None:
         self._last_status = status

@@ -44,11 +44,13 @@ def test_under_systemd_ready_status_and_stopping_reach_the_notify_socket(notify_
     manager.status("idle, 0 peers")  # unchanged: not sent again
     manager.status("in call with 5551234, 0 % loss")
     manager.watchdog()
+    manager.extend_start(10)
     manager.stopping("stopping: hanging up")
     assert _received(notify_socket) == [
         "READY=1\nSTATUS=idle, 0 peers",
         "STATUS=in call with 5551234, 0 % loss",
         "WATCHDOG=1",
+        "EXTEND_TIMEOUT_USEC=10000000",
         "STOPPING=1\nSTATUS=stopping: hanging up",
     ]
 
