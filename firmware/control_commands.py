@@ -202,15 +202,6 @@ class ControlCommands:
         return status
 
     def _mesh_status(self) -> dict[str, Any]:
-        config, status = self.handset.config.mesh, self.handset.mesh.status
-        return {
-            "mode": "managed" if config.mode == "ibss" else "unmanaged",
-            "ready": status.ready,
-            "waiting_for": status.waiting_for,
-            "address": str(status.address) if status.address else None,
-            "radio": status.radio,
-            "joins": status.joins,
-            "errors": status.errors,
-            "last_error": status.last_error,
-            "warning": status.warning,
-        }
+        """The manager's own report (ready, address, heals: when, how long, what) plus mode."""
+        mode = "managed" if self.handset.config.mesh.mode == "ibss" else "unmanaged"
+        return {"mode": mode, **self.handset.mesh.status.report()}
