@@ -17,13 +17,13 @@ from vomp.call import (
     CallTable,
     Outcome,
 )
+from vomp.codecs import ALAW, MULAW, OPUS
 from vomp.events import AudioFrameReceived, CallEnded, CallStateChanged, IncomingCall
 from vomp.messages import CallState, VompAudio, VompMessage
 
 S = CallState
 A_SID = b"\xaa" * 32
 B_SID = b"\xbb" * 32
-MULAW, OPUS = 2, 7
 
 
 def table(number="5552001", codecs=(MULAW, OPUS), seed=1, **kw) -> CallTable:
@@ -279,6 +279,12 @@ def test_step2_no_shared_codec_ends_the_call():
     assert state_bytes(drain(t)) == [0x26]
 
 
+def test_step2_a_shared_codec_we_cannot_send_ends_the_call():
+    t = table(codecs=(ALAW, MULAW, OPUS))
+    t.receive(B_SID, msg(0x4242, 0, S.CALLPREP, S.NOCALL, (ALAW,), ("1", "2")), 0.0)
+    assert state_bytes(drain(t)) == [0x26]
+
+
 def test_step2_missing_codec_list_ends_the_call():
     t, call = make_call(S.CALLPREP, S.NOCALL, caller=True)
     deliver(t, call, S.NOCALL)
@@ -473,15 +479,6 @@ def test_audio_duplicates_are_dropped_and_late_frames_kept():
         b.receive(A_SID, m, 1.0)
     got = [(e.time_ms, e.payload) for e in b.events if isinstance(e, AudioFrameReceived)]
     assert got == [(0, b"0"), (40, b"2"), (20, b"1")]
-
-
-def test_audio_codec_prefers_opus_then_ulaw_from_the_shared_list():
-    a, b, ca, cb = set_up_call()
-    assert a.audio_codec(ca) == OPUS and b.audio_codec(cb) == OPUS
-    t = table(codecs=(MULAW, 3))
-    t.receive(B_SID, msg(0x4242, 0, S.CALLPREP, S.NOCALL, (3, MULAW, OPUS), ("1", "2")), 0.0)
-    assert t.audio_codec(t.calls()[0].call_id) == MULAW
-    assert t.audio_codec(999) is None
 
 
 def test_row_ringingout_ringingout_goes_incall_without_audio():

@@ -95,6 +95,12 @@ def test_config_defaults_are_valid_and_name_bat0():
     assert MeshConfig().mesh_interface == "bat0"
 
 
+def test_config_joins_without_ht_unless_told():
+    assert MeshConfig().ht is False
+    assert MeshConfig.from_mapping({"ht": "yes"}).ht is True
+    assert MeshConfig.from_mapping({"ht": False}).ht is False
+
+
 def test_config_from_text_values_converts_types():
     config = MeshConfig.from_mapping(
         {"prefix": "10.9.0.0/16", "freq_mhz": "2437", "bridged": "yes", "radio": ""}
@@ -113,6 +119,7 @@ def test_config_from_text_values_converts_types():
         ({"freq_mhz": "eleven"}, "freq_mhz"),
         ({"ssid": ""}, "ssid"),
         ({"colour": "red"}, "colour"),
+        ({"ht": "maybe"}, "ht"),
     ],
 )
 def test_config_errors_name_the_place_the_setting_and_a_fix(values, names):

@@ -57,6 +57,24 @@ def test_start_up_brings_radio_mesh_and_address_up_in_one_converge():
     assert bat0.addresses == [IPv4Interface(f"{expected_address()}/16")]
 
 
+def test_the_ibss_is_joined_without_ht_unless_the_config_keeps_it():
+    manager, kernel = manager_with_radio()
+    run(manager.converge())
+    (join,) = [a for a in kernel.applied if isinstance(a, JoinIbss)]
+    assert join.ibss.ht is False and kernel.link_named("wlan0").ht is False
+    manager, kernel = manager_with_radio(ht=True)
+    run(manager.converge())
+    assert kernel.link_named("wlan0").ht is True and manager.status.ready
+
+
+def test_a_radio_left_in_the_ibss_with_ht_is_joined_again_without_it():
+    manager, kernel = manager_with_radio(ht=True)
+    run(manager.converge())
+    manager = MeshManager(CONFIG, kernel, IDENTITY)
+    status = run(manager.converge())
+    assert status.ready and status.joins == 1 and kernel.link_named("wlan0").ht is False
+
+
 def test_a_second_converge_changes_nothing_and_looks_once():
     manager, kernel = manager_with_radio()
     run(manager.converge())

@@ -20,6 +20,7 @@ import enum
 import random
 from dataclasses import dataclass, field
 
+from vomp.codecs import choose_send_codec
 from vomp.events import (
     AudioFrameReceived,
     CallEnded,
@@ -28,7 +29,7 @@ from vomp.events import (
     IncomingCall,
 )
 from vomp.limits import RecentKeys
-from vomp.messages import AudioNumbering, CallState, Codec, VompAudio, VompMessage
+from vomp.messages import AudioNumbering, CallState, VompAudio, VompMessage
 
 NOCALL = CallState.NOCALL
 CALLPREP = CallState.CALLPREP
@@ -157,18 +158,6 @@ class CallTable:
 
     def next_timer(self) -> float | None:
         return min((c.next_tick_at for c in self._calls.values()), default=None)
-
-    def audio_codec(self, call_id: int) -> int | None:
-        """The codec to send on this call (§12.1 REC): Opus if both sides have it, otherwise
-        µ-law if both do, otherwise any shared one; None before the peer's list is known."""
-        call = self._calls.get(call_id)
-        if call is None:
-            return None
-        shared = set(self.codecs) & set(call.remote_codecs)
-        for preferred in (Codec.OPUS, Codec.ULAW):
-            if preferred in shared:
-                return int(preferred)
-        return min(shared, default=None)
 
     # ----------------------------------------------------------- local actions
     def dial(self, remote_sid: bytes, called_number: str, now: float) -> Call:
@@ -323,7 +312,7 @@ class CallTable:
                 call.remote_codecs = tuple(msg.codecs)
             if msg.caller_number and not call.is_caller and not call.remote_number:
                 call.remote_number = msg.caller_number
-            if not set(call.remote_codecs) & set(self.codecs):
+            if choose_send_codec(self.codecs, call.remote_codecs) is None:
                 mine = CALLENDED
         if their == CALLENDED:  # step 3
             mine = CALLENDED

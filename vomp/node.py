@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from vomp import crypto, keymap, linkstate, mdp, please_explain
 from vomp.address import AddressBook
 from vomp.call import CallError, CallTable
+from vomp.codecs import OUR_CODECS
 from vomp.dna import (
     encode_dna_reply,
     encode_dna_request,
@@ -50,7 +51,7 @@ from vomp.events import (
 from vomp.identity import Identity
 from vomp.limits import AddressLedger, OncePer, RecentKeys, TokenBucket
 from vomp.mdp import MdpMode
-from vomp.messages import Codec, encode_vomp, parse_vomp
+from vomp.messages import encode_vomp, parse_vomp
 from vomp.neighbours import ACK_SOON_DELAY, TICK_INTERVAL, Neighbour, NeighbourTable
 from vomp.packet import (
     MTU,
@@ -126,7 +127,7 @@ class Node:
         name: str = "",
         *,
         rng: random.Random | None = None,
-        codecs: tuple[int, ...] = (Codec.ULAW, Codec.OPUS),
+        codecs: tuple[int, ...] = OUR_CODECS,
         can_ring: bool = True,
     ) -> None:
         if not is_valid_did(number):
@@ -291,10 +292,6 @@ class Node:
     def hang_up(self, call: int, now: float) -> None:
         self.calls.hang_up(call, now)
         self._flush_calls()
-
-    def audio_codec(self, call: int) -> int | None:
-        """The codec to send on `call`: Opus if both sides have it, else µ-law (§12.1 REC)."""
-        return self.calls.audio_codec(call)
 
     def send_audio(self, call: int, codec: int, payload: bytes, duration_ms: int) -> bool:
         """Queue one audio frame (opaque bytes); False if the call is not INCALL."""

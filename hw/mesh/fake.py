@@ -50,6 +50,7 @@ class FakeLink:
     iftype: str = "station"
     ssid: str | None = None
     freq_mhz: int | None = None
+    ht: bool | None = None
     # batman-adv only
     bridge_loop_avoidance: bool = True
     orig_interval_ms: int = 1000
@@ -100,7 +101,7 @@ class FakeMeshBackend:
 
     def drop_out_of_ibss(self, ifname: str = "wlan0") -> None:
         link = self._need(ifname)
-        link.ssid = link.freq_mhz = None
+        link.ssid = link.freq_mhz = link.ht = None
         self._changed.set()
 
     def remove_link(self, ifname: str) -> None:
@@ -148,14 +149,14 @@ class FakeMeshBackend:
                 link.mtu = mtu
             case LeaveIbss(ifindex):
                 link = self._radio(ifindex)
-                link.ssid = link.freq_mhz = None
+                link.ssid = link.freq_mhz = link.ht = None
             case JoinIbss(ifindex, ibss):
                 link = self._radio(ifindex)
                 if not link.up or link.iftype != IFTYPE_ADHOC:
                     raise _error(errno.ENETDOWN if not link.up else errno.EOPNOTSUPP, "join")
                 if link.ssid is not None:
                     raise _error(errno.EALREADY, "already in an IBSS")
-                link.ssid, link.freq_mhz = ibss.ssid, ibss.freq_mhz
+                link.ssid, link.freq_mhz, link.ht = ibss.ssid, ibss.freq_mhz, ibss.ht
                 if self.slow_joins:
                     link.freq_mhz = None
                     self._joining = (link, ibss.freq_mhz)
@@ -240,7 +241,7 @@ class FakeMeshBackend:
     def _set_up(link: FakeLink, up: bool) -> None:
         link.up = up
         if not up and link.wifi:
-            link.ssid = link.freq_mhz = None  # cfg80211 leaves the IBSS on NETDEV_DOWN
+            link.ssid = link.freq_mhz = link.ht = None  # cfg80211 leaves the IBSS on NETDEV_DOWN
 
 
 def _radio_state(link: FakeLink) -> RadioState:
@@ -254,6 +255,7 @@ def _radio_state(link: FakeLink) -> RadioState:
         master=link.master,
         ssid=link.ssid,
         freq_mhz=link.freq_mhz,
+        ht=link.ht,
     )
 
 

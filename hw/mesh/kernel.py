@@ -42,6 +42,8 @@ from hw.mesh.reconcile import (
 log = logging.getLogger(__name__)
 
 IFF_UP = 0x1
+# enum nl80211_chan_width: 20 MHz without HT, 5 and 10 MHz; every other width is HT or wider.
+NO_HT_WIDTHS = (0, 6, 7)
 _IFTYPE_BY_NUMBER = {number: name for name, number in IFTYPE_NAMES.items()}
 
 
@@ -143,6 +145,7 @@ class Pyroute2Backend:
             if link is None:
                 continue  # vanished between the two dumps
             ssid = wif.get_attr("NL80211_ATTR_SSID")
+            width = wif.get_attr("NL80211_ATTR_CHANNEL_WIDTH")
             iftype = _IFTYPE_BY_NUMBER.get(wif.get_attr("NL80211_ATTR_IFTYPE"), "unknown")
             return RadioState(
                 ifindex=ifindex,
@@ -154,6 +157,7 @@ class Pyroute2Backend:
                 master=link.get("master"),
                 ssid=ssid or None,
                 freq_mhz=wif.get_attr("NL80211_ATTR_WIPHY_FREQ") if ssid else None,
+                ht=None if not ssid or width is None else width not in NO_HT_WIDTHS,
             )
         return None
 
@@ -236,7 +240,7 @@ class Pyroute2Backend:
                     ibss.freq_mhz,
                     bssid=ibss.bssid,
                     channel_fixed=True,
-                    width="20",
+                    width="20" if ibss.ht else "20_noht",
                 )
             case CreateMesh(ifname):
                 await ipr.link("add", ifname=ifname, kind="batadv")

@@ -193,7 +193,7 @@ class MeshManager:
         return DesiredMesh(
             radio=cfg.radio,
             mesh=cfg.mesh_interface,
-            ibss=Ibss(cfg.ssid, cfg.freq_mhz, cfg.bssid),
+            ibss=Ibss(cfg.ssid, cfg.freq_mhz, cfg.bssid, ht=cfg.ht),
             min_mtu=0 if self._mtu_refused else cfg.min_mtu,
             mesh_mac=mesh_mac(identity),
             bridge_loop_avoidance=cfg.bridged,
