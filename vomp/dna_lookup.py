@@ -134,7 +134,7 @@ class DnaLookups:
         """The first SID that answered for `number` (None: nobody yet)."""
         return self._owners.get(number)
 
-    def claim(self, number: str, sid: bytes) -> bytes | None:
+    def claim(self, number: str, sid: bytes) -> bytes:
         """`sid` answered for `number`: remember it if it is the first; returns the owner
         (the earlier SID when `sid` is a different, later claimant)."""
         owner = self._owners.setdefault(number, sid)
