@@ -18,6 +18,7 @@ SUBCOMMANDS["daemon"] = ("firmware.daemon", "run the handset: mesh, VoMP, audio,
 SUBCOMMANDS["run"] = ("firmware.run", "start the handset on one interface and log mesh events")
 SUBCOMMANDS["dissect"] = ("firmware.dissect_cmd", "decode overlay datagrams (hex lines) to JSON")
 SUBCOMMANDS["audio-check"] = ("firmware.audio_check", "open the sound card as a call would; stats")
+SUBCOMMANDS["shell"] = ("firmware.diag_shell", "the diagnostics shell (the diag user's SSH login)")
 SUBCOMMANDS["mesh"] = ("firmware.mesh_command", "the daemon's mesh, or bring up/inspect it by hand")
 SUBCOMMANDS.update(
     {name: ("firmware.control_cli", text) for name, text in control_cli.HELP.items()}
