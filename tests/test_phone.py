@@ -352,6 +352,33 @@ def test_both_dialling_each_other_at_once_connects_exactly_one_call():
     assert higher.of(RejectedWhileBusy) == [] and lower.of(RejectedWhileBusy) == []
 
 
+def test_crossing_calls_connect_even_when_the_lower_sids_first_callprep_is_lost():
+    net, stations = phones(2)
+    lower, higher = sorted(stations, key=lambda s: s.node.sid)
+    lower.node.lookup(higher.node.number, net.now)
+    higher.node.lookup(lower.node.number, net.now)
+    net.run_until(net.now + 3.5)
+    start = net.now
+    deliver = higher.node.receive
+
+    def lossy(data, source, now):  # the lower SID's first datagrams to the higher one are lost
+        if source == lower.station.address and now < start + 0.05:
+            return
+        deliver(data, source, now)
+
+    higher.node.receive = lossy
+    lower.lift()
+    higher.lift()
+    lower.press(higher.node.number + "#")
+    net.run_until(start + 0.1)
+    higher.press(lower.node.number + "#")
+    net.run_until(start + 3.0)
+    assert "ended" in higher.states()  # its call was refused first (a moment of busy tone)
+    assert (lower.state, higher.state) == ("in call", "in call")
+    live = [c for s in stations for c in s.node.calls.calls() if c.local_state == S.INCALL]
+    assert len(live) == 2
+
+
 def test_status_snapshot_names_the_state_and_the_number():
     net, (a, b) = phones(2)
     connect(net, a, b)
