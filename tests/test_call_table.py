@@ -612,6 +612,20 @@ def test_network_timeout_ends_a_silent_call():
     assert state_bytes(drain(a)) == [0x66] and a.get(ca) is None
 
 
+def test_an_unanswered_call_is_ended_by_the_caller_who_says_no_answer():
+    a, b, _ca, cb = set_up_call(answer=False)
+    for t in range(1, int(RING_TIMEOUT)):
+        for side in (a, b):
+            side.handle_timer(float(t))
+        pump(a, b, float(t))
+    b.handle_timer(RING_TIMEOUT + 0.5)  # the called side's clock runs a little ahead
+    assert b.get(cb).local_state == S.RINGINGIN
+    a.handle_timer(RING_TIMEOUT + 0.5)
+    pump(a, b, RING_TIMEOUT + 0.5)
+    assert end_reasons(a)[-1][0] is EndReason.NO_ANSWER
+    assert b.get(cb) is None or b.get(cb).local_state == S.CALLENDED
+
+
 def test_answer_restarts_the_ring_clock():
     a, b, ca, cb = set_up_call(answer=False)
     b.answer(cb, RING_TIMEOUT - 1)

@@ -53,6 +53,10 @@ CALLENDED = CallState.CALLENDED
 STATUS_INTERVAL = 1.0  # s, §12.4 [REQ]
 DIAL_TIMEOUT = 15.0  # s, §12.5
 RING_TIMEOUT = 30.0
+CALLEE_RING_GRACE = 2.0
+"""The called side rings this much longer than RING_TIMEOUT: both sides' clocks start within a
+round trip of each other, so with equal timeouts either could end an unanswered call first,
+and the caller would be told "rejected" instead of "no answer"."""
 NETWORK_TIMEOUT = 30.0
 MAX_CALLS = 16  # as servald: a peer cannot fill our memory with calls
 MAX_INCOMING_PER_PEER = 2  # concurrent incoming calls from one SID; more are answered busy
@@ -256,7 +260,7 @@ class CallTable:
         reason = None
         if call.remote_state < RINGINGOUT and since_created >= DIAL_TIMEOUT:
             reason = EndReason.NO_REPLY
-        elif call.local_state < INCALL and since_created >= RING_TIMEOUT:
+        elif call.local_state < INCALL and since_created >= self._ring_timeout(call):
             reason = EndReason.NO_ANSWER
         elif now - call.last_activity >= NETWORK_TIMEOUT:
             reason = EndReason.NETWORK_LOST
@@ -266,6 +270,10 @@ class CallTable:
             self._delete(call, now, timed_out=True)
             return
         self._send_status(call)
+
+    @staticmethod
+    def _ring_timeout(call: Call) -> float:
+        return RING_TIMEOUT if call.is_caller else RING_TIMEOUT + CALLEE_RING_GRACE
 
     # --------------------------------------------------------------- receiving
     def receive(self, remote_sid: bytes, msg: VompMessage, now: float) -> None:
