@@ -74,7 +74,7 @@ def test_every_command_answers_for_a_person(shell, daemon_socket):
     assert "nobody answered for 5559999" in run(shell, "lookup 5559999")
     assert "answer: no call is ringing" in run(shell, "answer")
     assert "dialling 5559876" in run(shell, "dial 5559876")
-    # nobody has the number: the call never starts, so there is nothing to hang up
+    assert "hung up" in run(shell, "hangup")  # gives up the lookup: no call was placed
     assert "hangup: no call to hang up" in run(shell, "hangup")
     assert "test tone: played dial" in run(shell, "test tone")
     for what in ("echo", "keypad"):

@@ -280,7 +280,7 @@ def test_control_commands_dial_answer_and_hang_up_without_a_hook():
     assert (a.state, b.state) == ("idle", "ended")
     net.run_until(net.now + 11)
     assert b.state == "idle"  # nobody lifted b's handset: the end tone puts it back
-    with pytest.raises(PhoneError, match="nothing to answer"):
+    with pytest.raises(PhoneError, match="no call is ringing"):
         b.do(b.phone.answer)
     with pytest.raises(PhoneError, match="cannot dial '12'"):
         b.do(lambda now: b.phone.dial("12", now))

@@ -546,11 +546,13 @@ class Phone:
 
     def answer(self, now: float) -> None:
         if self.state not in (PhoneState.RINGING_IN, PhoneState.INCOMING):
-            raise PhoneError(f"nothing to answer: the phone is {self.state.value}")
+            raise PhoneError(f"no call is ringing: the phone is {self.state.value}")
         self._off_hook(now)
 
     def hang_up(self, now: float) -> None:
         """End whatever the phone does: a call, a ringing call (rejected), dialling, a tone."""
+        if self.state is PhoneState.IDLE:
+            raise PhoneError("no call to hang up: the phone is idle")
         if self.state in (PhoneState.RINGING_IN, PhoneState.INCOMING):
             self._fire(Input.REJECT, now, strict="hang up")
         else:
