@@ -70,7 +70,8 @@ class ControlCommands:
 
     async def _dial(self, number: str) -> dict[str, Any]:
         self._phone("dial", number)
-        return {"number": self.handset.phone.number, "state": self.handset.phone.state.value}
+        phone = self.handset.phone
+        return {"number": phone.number, "call": phone.call, "state": phone.state.value}
 
     async def _answer(self) -> dict[str, Any]:
         self._phone("answer")
