@@ -80,7 +80,7 @@ def test_first_start_creates_the_identity_and_answers_status_then_stops_on_sigte
         refused = client("answer", sock=sock)
         assert (refused.returncode, refused.stderr) == (
             1,
-            "handset answer: nothing to answer: the phone is idle\n",
+            "handset answer: no call is ringing: the phone is idle\n",
         )
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=15) == 0

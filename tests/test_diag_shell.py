@@ -72,10 +72,11 @@ def test_every_command_answers_for_a_person(shell, daemon_socket):
     assert "control socket" in run(shell, "log")
     assert len(run(shell, "log 2").strip().splitlines()) == 2
     assert "nobody answered for 5559999" in run(shell, "lookup 5559999")
-    assert "answer: nothing to answer: the phone is idle" in run(shell, "answer")
+    assert "answer: no call is ringing: the phone is idle" in run(shell, "answer")
     assert "dialling 5559876" in run(shell, "dial 5559876")
     # the phone is looking the number up (no call yet): hanging up puts it back on-hook
     assert "hung up" in run(shell, "hangup")
+    assert "hangup: no call to hang up" in run(shell, "hangup")
     assert "test tone: played dial" in run(shell, "test tone")
     for what in ("echo", "keypad"):
         assert f"test {what}" in run(shell, f"test {what}")

@@ -19,7 +19,10 @@ Our own rules on top of §12 (the wire is unchanged, so servald sees nothing new
 - Simultaneous dial (§12.2): the call placed by the lower SID is kept. The higher SID hangs up
   its own outgoing call and takes the incoming one; the lower SID rejects the incoming one. Both
   sides compute the same answer, so exactly one call survives; a servald peer (which keeps both
-  calls) still ends up with at most one.
+  calls) still ends up with at most one. When the peer refused our call before ringing (busy:
+  its user was dialling us, or its first CALLPREP was lost so its rejection of ours came
+  first) and then calls us within `SIMULTANEOUS_WINDOW`, its call is marked as replacing ours,
+  whatever the SIDs: ours is gone, so both sides already agree.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ and the caller would be told "rejected" instead of "no answer"."""
 NETWORK_TIMEOUT = 30.0
 MAX_CALLS = 16  # as servald: a peer cannot fill our memory with calls
 MAX_INCOMING_PER_PEER = 2  # concurrent incoming calls from one SID; more are answered busy
+SIMULTANEOUS_WINDOW = 5.0  # s a refused outgoing call may still give way to the peer's call
 SESSIONS_REMEMBERED = 4096  # (SID, session) pairs that may never start a call again
 
 
@@ -153,6 +157,8 @@ class CallTable:
         self.codecs = tuple(sorted(set(codecs)))
         self.can_ring = can_ring
         self.local_sid = local_sid  # for the simultaneous-dial tie-break
+        # peer SID -> (our outgoing call it ended before ringing, when): see SIMULTANEOUS_WINDOW
+        self._refused_by: dict[bytes, tuple[int, float]] = {}
         self._rng = rng
         self._calls: dict[int, Call] = {}
         self._next_call_id = 1
@@ -239,6 +245,11 @@ class CallTable:
         for call in list(self._calls.values()):
             if call.next_tick_at <= now:
                 self._tick(call, now)
+        self._refused_by = {
+            sid: (call_id, at)
+            for sid, (call_id, at) in self._refused_by.items()
+            if now - at < SIMULTANEOUS_WINDOW
+        }
 
     def _tick(self, call: Call, now: float) -> None:
         call.next_tick_at = now + STATUS_INTERVAL
@@ -327,6 +338,7 @@ class CallTable:
             ),
             None,
         )
+        refused_id, refused_at = self._refused_by.pop(remote_sid, (None, -SIMULTANEOUS_WINDOW))
         if not self.can_ring:
             call.local_state = CALLENDED
             call.end_reason = EndReason.CANNOT_RING
@@ -335,6 +347,8 @@ class CallTable:
             call.end_reason = EndReason.SIMULTANEOUS_DIAL
         else:
             replaces = ours.call_id if ours is not None else None
+            if ours is None and now - refused_at < SIMULTANEOUS_WINDOW:
+                replaces = refused_id  # only their call is left: nothing to agree on
             self.events.append(
                 IncomingCall(
                     call.call_id, remote_sid, call.remote_number, call.local_number, replaces
@@ -393,7 +407,10 @@ class CallTable:
             play = True
         if mine == INCALL and call.local_state < INCALL:
             call.audio_time = call.audio_seq = 0
+        refused_here = call.is_caller and call.end_reason is None and reason is EndReason.BUSY
         self._set_states(call, mine, their, reason, detail)  # step 5
+        if refused_here and call.end_reason is EndReason.BUSY:
+            self._refused_by[call.remote_sid] = (call.call_id, now)
         call.last_activity = now
         self._send_if_changed(call)
         if play and msg.audio is not None:
