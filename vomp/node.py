@@ -121,7 +121,7 @@ class Node:
         self.counters: Counter[str] = Counter()
         self._keys = crypto.SharedKeyCache()
         self._events: deque[Event] = deque()
-        self._outbox: list[tuple[object, Frame]] = []
+        self._outbox: list[tuple[object, Frame | None]] = []  # None: a tick, the header alone
         self._next_tick_at: float | None = None
         self._seen_broadcast_ids: dict[tuple[bytes, bytes], float] = {}
         self._keymap_asked: dict[bytes, float] = {}
@@ -148,7 +148,7 @@ class Node:
         """Every datagram due now, each with its destination (an address or BROADCAST)."""
         self._ensure_started(now)
         self._flush_calls()
-        by_destination: dict[object, list[Frame]] = {}
+        by_destination: dict[object, list[Frame | None]] = {}
         for destination, frame in self._outbox:
             by_destination.setdefault(destination, []).append(frame)
         self._outbox.clear()
@@ -169,8 +169,7 @@ class Node:
         return min((t for t in times if t is not None), default=None)
 
     def handle_timer(self, now: float) -> None:
-        self._ensure_started(now)
-        if now >= self._next_tick_at:
+        if now >= self._ensure_started(now):
             self._tick(now)
         for neighbour in self.neighbours:
             if neighbour.ack_due_at is not None and neighbour.ack_due_at <= now:
@@ -291,7 +290,7 @@ class Node:
             self.counters["duplicate_frames"] += 1
             return
         if frame.broadcast_id is not None:
-            key = (frame.source, frame.broadcast_id)
+            key = (frame.source_sid, frame.broadcast_id)
             if key in self._seen_broadcast_ids:
                 self.counters["duplicate_broadcasts"] += 1
                 return
@@ -332,8 +331,8 @@ class Node:
                 [please_explain.ExplainAnswer(sid) for sid in answers]
             )
             self._send_frame(
-                frame.source,
-                Frame.to_peer(self.sid, frame.source, payload, type=TYPE_PLEASE_EXPLAIN),
+                frame.source_sid,
+                Frame.to_peer(self.sid, frame.source_sid, payload, type=TYPE_PLEASE_EXPLAIN),
                 fallback=source,
             )
             self.counters["please_explain_answered"] += 1
@@ -347,15 +346,15 @@ class Node:
             content = mdp.open_payload(
                 frame.payload,
                 mode,
-                shared_key=self._shared_key(frame.source) if mode is MdpMode.BOX else None,
-                sign_public=self.book.sign_key(frame.source),
+                shared_key=self._shared_key(frame.source_sid) if mode is MdpMode.BOX else None,
+                sign_public=self.book.sign_key(frame.source_sid),
             )
         except mdp.MissingKey:
             # servald drops such a frame and relies on the sender repeating it (§10). We fetch
             # the key too, but keep the frame a moment and verify it once the key arrives:
             # that saves a DNA lookup at start-up the 250 ms until its first resend.
-            self._request_sign_key(frame.source, now, force=True)
-            held = self._awaiting_key.setdefault(frame.source, [])
+            self._request_sign_key(frame.source_sid, now, force=True)
+            held = self._awaiting_key.setdefault(frame.source_sid, [])
             if len(held) < HELD_PER_PEER and len(self._awaiting_key) <= HELD_PEERS:
                 held.append((frame, source, now))
                 self.counters["frames_held_for_key"] += 1
@@ -379,14 +378,14 @@ class Node:
                 self._drop("vomp_not_boxed")
                 return
             ignored_before = self.calls.ignored
-            self.calls.receive(frame.source, parse_vomp(message.body), now)
+            self.calls.receive(frame.source_sid, parse_vomp(message.body), now)
             if self.calls.ignored != ignored_before:  # no call matched, or an "ignore" cell
                 self.counters["vomp_messages_ignored"] += 1
         else:
             self.counters["frames_unbound_port"] += 1
 
     def _receive_linkstate(self, frame: Frame, body: bytes) -> None:
-        records, _unknown = linkstate.parse_linkstate(body, frame.source, self.book)
+        records, _unknown = linkstate.parse_linkstate(body, frame.source_sid, self.book)
         for record in records:
             if record.is_neighbour_record and record.transmitter_sid == self.sid:
                 self.counters["linkstate_heard_us"] += 1
@@ -398,13 +397,13 @@ class Node:
                 self._drop("keymap_request_not_boxed")
                 return
             reply = keymap.encode_reply(self.identity)
-            self._send_mdp(frame.source, mdp.PORT_KEYMAP, mdp.PORT_KEYMAP, reply, source)
+            self._send_mdp(frame.source_sid, mdp.PORT_KEYMAP, mdp.PORT_KEYMAP, reply, source)
             self.counters["keymap_answered"] += 1
         elif request.is_reply:
-            if not request.verify(frame.source):
+            if not request.verify(frame.source_sid):
                 self._drop("keymap_reply_forged")
                 return
-            self.book.learn(frame.source, request.sign_key)
+            self.book.learn(frame.source_sid, request.sign_key)
             self.counters["sign_keys_learnt"] += 1
         else:
             self.counters["keymap_ignored"] += 1
@@ -414,12 +413,12 @@ class Node:
         if not request.matches(self.number):
             return
         reply = encode_dna_reply(self.sid, self.number, self.name)
-        self._send_mdp(frame.source, message.src_port, mdp.PORT_DNA, reply, source)
+        self._send_mdp(frame.source_sid, message.src_port, mdp.PORT_DNA, reply, source)
         self.counters["dna_answered"] += 1
 
     def _receive_dna_reply(self, frame: Frame, message: mdp.MdpMessage, now: float) -> None:
         reply = parse_dna_reply(message.body)
-        if reply.sid != frame.source:
+        if reply.sid != frame.source_sid:
             self._drop("dna_reply_forged")
             return
         number, first = self.lookups.answer(
@@ -437,7 +436,7 @@ class Node:
     # ============================================================================== sending
     def _tick(self, now: float) -> None:
         """Every 500 ms: broadcast a tick, and tell every neighbour we hear it (§9.1, §9.3)."""
-        self._next_tick_at = max(self._next_tick_at + TICK_INTERVAL, now)
+        self._next_tick_at = max(self._ensure_started(now) + TICK_INTERVAL, now)
         if self._next_tick_at <= now:
             self._next_tick_at = now + TICK_INTERVAL
         for sid, held in list(self._awaiting_key.items()):
@@ -584,9 +583,11 @@ class Node:
         return encode_header(packet)
 
     # ============================================================================= helpers
-    def _ensure_started(self, now: float) -> None:
+    def _ensure_started(self, now: float) -> float:
+        """When the next tick is due; the first goes out at once (§14 step 1)."""
         if self._next_tick_at is None:
-            self._next_tick_at = now  # the first tick goes out at once (§14 step 1)
+            self._next_tick_at = now
+        return self._next_tick_at
 
     def _shared_key(self, sid: bytes) -> bytes:
         return self._keys.get(sid, self.sid, self.identity.box_secret)
