@@ -1,5 +1,6 @@
 """`handset mesh`: bring the mesh up by hand, keep it up, or look at it.
 
+handset mesh                         the running daemon's mesh (over its control socket)
 handset mesh up                      converge once, print the status
 handset mesh watch                   keep the mesh up until interrupted
 handset mesh status|neighbours|originators
@@ -13,6 +14,7 @@ import asyncio
 import logging
 import sys
 
+from firmware import control_cli
 from hw.mesh import MeshConfig, MeshConfigError, MeshManager
 from hw.mesh.diagnostics import format_neighbours, format_originators, format_status
 
@@ -20,7 +22,7 @@ ACTIONS = ("up", "watch", "status", "neighbours", "originators")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=ACTIONS)
+    parser.add_argument("action", nargs="?", choices=ACTIONS, help="omit: ask the daemon")
     parser.add_argument(
         "--set",
         action="append",
@@ -29,9 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a mesh setting, e.g. --set netns=node0 --set prefix=10.42.0.0/16",
     )
     parser.add_argument("--identity", help="the handset's SID in hex (default: the radio's MAC)")
+    control_cli.add_socket_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action is None:
+        return control_cli.request("mesh", {}, args)
     try:
         config = MeshConfig.from_mapping(_settings(args.set), where="handset mesh --set")
         identity = bytes.fromhex(args.identity) if args.identity else None

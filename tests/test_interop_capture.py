@@ -317,7 +317,8 @@ def test_as_the_caller_we_drive_servalds_recorded_callee_to_the_end(as_a):
     first = ours[0]
     assert (first.state_byte, first.sender_session, first.recipient_session) == (0x12, 0x575A, 0)
     assert first.codecs == OUR_CODECS
-    assert (first.caller_number, first.called_number) == ("5552001", "")
+    # dialled by SID, but the lookup just before named B's number, so the call carries it
+    assert (first.caller_number, first.called_number) == ("5552001", "5552002")
     states = [m.state_byte for m in ours]
     assert [b for i, b in enumerate(states) if i == 0 or b != states[i - 1]] == [
         0x12,

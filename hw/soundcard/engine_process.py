@@ -35,6 +35,7 @@ class EngineSettings:
     pcm: PcmSettings = dataclasses.field(default_factory=PcmSettings)
     backend: str = "alsa"
     realtime_priority: int = 70
+    """SCHED_FIFO priority of the engine process; 0: normal scheduling."""
     stall_timeout_s: float = 0.5
     """A running engine whose heartbeat is older than this is hung (e.g. its sound server died
     under a blocking read) and gets killed and restarted."""
@@ -57,7 +58,7 @@ class EngineSettings:
 def run_engine_process(settings: EngineSettings, capture_w: int, playback_r: int, shm: int) -> int:
     """Body of the engine process: open, prime, loop until the device or the parent goes."""
     shared = SharedCounters(shm)
-    realtime = become_realtime(settings.realtime_priority)
+    realtime = settings.realtime_priority > 0 and become_realtime(settings.realtime_priority)
     backend = load_backend(settings.backend)
     try:
         capture = backend.open_capture(settings.pcm)
