@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import sys
@@ -37,6 +38,7 @@ from hw.mesh import MeshManager
 from hw.soundcard.devices import PcmSettings
 from hw.soundcard.engine import AudioEngine, EngineSettings
 from hw.soundcard.realtime import become_realtime
+from vomp.codecs import choose_send_codec
 from vomp.dna import is_valid_did
 from vomp.dna_lookup import LOOKUP_TIMEOUT
 from vomp.events import (
@@ -101,8 +103,13 @@ async def serve(config: Config, recent: RecentLines | None = None) -> int:
     handset = Handset(config, node, mesh, events, recent)
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
+
+    def request_stop() -> None:
+        if not stop.done():
+            stop.set_result(None)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+        loop.add_signal_handler(sig, request_stop)
     try:
         await handset.start(stop)
         if not stop.done():
@@ -219,7 +226,8 @@ class Handset:
         assert self.protocol is not None
         while not stop.done():
             getter = asyncio.ensure_future(self.protocol.next_event())
-            done, _ = await asyncio.wait({getter, stop}, return_when=asyncio.FIRST_COMPLETED)
+            waiting: set[asyncio.Future[Any]] = {getter, stop}
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if getter not in done:
                 getter.cancel()
                 break
@@ -231,7 +239,7 @@ class Handset:
         if self.protocol is not None:
             for call in self.node.calls.calls():
                 if call.local_state < CallState.CALLENDED:
-                    self.protocol.command(lambda n, now, c=call.call_id: n.hang_up(c, now))
+                    self.protocol.command(functools.partial(_hang_up, call.call_id))
             await asyncio.sleep(0.1)  # let the hang-ups leave
             self.protocol.close()
         if self.audio is not None:
@@ -488,7 +496,7 @@ class Handset:
             "peer_number": call.remote_number,
             "peer_sid": format_sid(call.remote_sid),
             "duration_s": round(time.monotonic() - started, 1) if started else 0.0,
-            "codec": self.node.audio_codec(call.call_id),
+            "codec": choose_send_codec(self.node.calls.codecs, call.remote_codecs),
         }
         if self.audio is not None and self.audio.call == call.call_id:
             stats = self.audio.stats()
@@ -516,3 +524,7 @@ class Handset:
             "last_error": status.last_error,
             "warning": status.warning,
         }
+
+
+def _hang_up(call: int, node: Node, now: float) -> None:
+    node.hang_up(call, now)
