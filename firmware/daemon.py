@@ -512,18 +512,9 @@ class Handset:
         return status
 
     def _mesh_status(self) -> dict[str, Any]:
-        status = self.mesh.status
-        return {
-            "mode": "managed" if self.config.mesh.mode == "ibss" else "unmanaged",
-            "ready": status.ready,
-            "waiting_for": status.waiting_for,
-            "address": str(status.address) if status.address else None,
-            "radio": status.radio,
-            "joins": status.joins,
-            "errors": status.errors,
-            "last_error": status.last_error,
-            "warning": status.warning,
-        }
+        """The manager's own report (ready, address, heals: when, how long, what) plus mode."""
+        mode = "managed" if self.config.mesh.mode == "ibss" else "unmanaged"
+        return {"mode": mode, **self.mesh.status.report()}
 
 
 def _hang_up(call: int, node: Node, now: float) -> None:

@@ -5,17 +5,22 @@ handset mesh up                      converge once, print the status
 handset mesh watch                   keep the mesh up until interrupted
 handset mesh status|neighbours|originators
 --set key=value                      any mesh setting (see hw/mesh/config.py), repeatable
+
+With `--set status_file=PATH` the watcher keeps its status there and `status` reads the heal
+record (when the mesh last healed, how long it took) from it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
+from pathlib import Path
 
 from firmware import control_cli
-from hw.mesh import MeshConfig, MeshConfigError, MeshManager
+from hw.mesh import MeshConfig, MeshConfigError, MeshManager, MeshStatus
 from hw.mesh.diagnostics import format_neighbours, format_originators, format_status
 
 ACTIONS = ("up", "watch", "status", "neighbours", "originators")
@@ -63,6 +68,8 @@ async def _run(action: str, manager: MeshManager) -> int:
             await manager.run()
         if action in ("up", "status"):
             await (manager.converge() if action == "up" else manager.inspect())
+            if action == "status":
+                _add_heal_record(manager.status, manager.config.status_file)
             print(format_status(manager.status))
             return 0 if manager.status.ready else 1
         ifnames = await _ifnames(manager)
@@ -73,6 +80,24 @@ async def _run(action: str, manager: MeshManager) -> int:
         return 0
     finally:
         await manager.close()
+
+
+HEAL_FIELDS = ("heals", "last_heal_at", "last_heal_s", "last_heal", "address_conflicts")
+
+
+def _add_heal_record(status: MeshStatus, status_file: str | None) -> None:
+    """Copy the running manager's heal record into `status`; a one-shot look has none."""
+    if status_file is None:
+        return
+    try:
+        record = json.loads(Path(status_file).read_text())
+    except (OSError, ValueError) as error:
+        print(f"handset mesh: no heal record in {status_file}: {error}", file=sys.stderr)
+        return
+    if isinstance(record, dict):
+        for name in HEAL_FIELDS:
+            if name in record:
+                setattr(status, name, record[name])
 
 
 async def _ifnames(manager: MeshManager) -> dict[int, str]:

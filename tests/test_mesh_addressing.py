@@ -8,7 +8,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hw.mesh.addressing import candidate_addresses, mesh_mac
-from hw.mesh.arp_probe import claims_address, mac_bytes, probe_frame
+from hw.mesh.arp_probe import (
+    announcement_frame,
+    claimant,
+    claims_address,
+    mac_bytes,
+    probe_frame,
+)
 from hw.mesh.config import MeshConfig, MeshConfigError
 
 OWN_MAC = "02:aa:aa:aa:aa:aa"
@@ -89,6 +95,16 @@ def test_our_probe_frame_is_a_broadcast_arp_request_from_zero():
 @given(st.binary(max_size=80))
 def test_the_claim_parser_is_total(data):
     assert claims_address(data, TARGET, OWN_MAC) in (True, False)
+
+
+def test_the_claimant_is_the_other_machines_mac():
+    assert claimant(reply_frame(OTHER_MAC, TARGET), TARGET, OWN_MAC) == OTHER_MAC.lower()
+    assert claimant(reply_frame(OWN_MAC, TARGET), TARGET, OWN_MAC) is None
+
+
+def test_an_announcement_by_another_machine_is_a_claim_and_ours_is_not():
+    assert claimant(announcement_frame(OTHER_MAC, TARGET), TARGET, OWN_MAC) == OTHER_MAC.lower()
+    assert claimant(announcement_frame(OWN_MAC, TARGET), TARGET, OWN_MAC) is None
 
 
 def test_config_defaults_are_valid_and_name_bat0():

@@ -13,7 +13,7 @@ import errno
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface
 
-from hw.mesh.backend import AddAddress, InterfaceAddress
+from hw.mesh.backend import AddAddress, InterfaceAddress, RemoveAddress
 from hw.mesh.batadv import Neighbour, Originator
 from hw.mesh.reconcile import (
     IFTYPE_ADHOC,
@@ -63,7 +63,8 @@ def _error(code: int, what: str) -> OSError:
 class FakeMeshBackend:
     def __init__(self) -> None:
         self.links: dict[int, FakeLink] = {}
-        self.applied: list[Action | AddAddress] = []
+        self.applied: list[Action | AddAddress | RemoveAddress] = []
+        self.announced: list[IPv4Address] = []
         self.probed: list[IPv4Address] = []
         self.foreign_addresses: dict[IPv4Address, str] = {}  # held by other hosts: address -> MAC
         self.neighbour_table: list[Neighbour] = []
@@ -129,7 +130,7 @@ class FakeMeshBackend:
             mesh=_mesh_state(mesh_link) if mesh_link is not None else None,
         )
 
-    async def apply(self, action: Action | AddAddress) -> None:
+    async def apply(self, action: Action | AddAddress | RemoveAddress) -> None:
         failure = self.fail_next.pop(type(action), None)
         if failure is not None:
             raise failure
@@ -177,15 +178,20 @@ class FakeMeshBackend:
                     link.orig_interval_ms = interval
             case AddAddress(ifindex, address):
                 self._by_index(ifindex).addresses.append(address)
+            case RemoveAddress(ifindex, address):
+                self._by_index(ifindex).addresses.remove(address)
             case _:
                 raise TypeError(f"the fake backend cannot apply {action!r}")
         # Our own steps do not wake the manager: like netlink, only the world's changes do.
         self._changed.clear()
 
-    async def address_in_use(self, ifname: str, address: IPv4Address, own_mac: str) -> bool:
+    async def address_holder(self, ifname: str, address: IPv4Address, own_mac: str) -> str | None:
         self.probed.append(address)
         holder = self.foreign_addresses.get(address)
-        return holder is not None and holder != own_mac
+        return holder if holder is not None and holder != own_mac else None
+
+    async def announce(self, ifname: str, address: IPv4Address, own_mac: str) -> None:
+        self.announced.append(address)
 
     async def wait_for_change(self, timeout: float) -> bool:
         if self._joining is not None:

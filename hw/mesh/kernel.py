@@ -21,7 +21,7 @@ from pyroute2.netlink.nl80211 import IFTYPE_NAMES
 from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_LINK
 
 from hw.mesh import arp_probe
-from hw.mesh.backend import AddAddress, InterfaceAddress
+from hw.mesh.backend import AddAddress, InterfaceAddress, RemoveAddress
 from hw.mesh.batadv import AsyncBatadv, Neighbour, Originator
 from hw.mesh.reconcile import (
     Action,
@@ -222,7 +222,7 @@ class Pyroute2Backend:
 
     # --- acting ------------------------------------------------------------------------------
 
-    async def apply(self, action: Action | AddAddress) -> None:
+    async def apply(self, action: Action | AddAddress | RemoveAddress) -> None:
         ipr = await self.ipr()
         match action:
             case SetLinkUp(ifindex, up):
@@ -260,11 +260,24 @@ class Pyroute2Backend:
                     prefixlen=address.network.prefixlen,
                     broadcast=str(address.network.broadcast_address),
                 )
+            case RemoveAddress(ifindex, address):
+                await ipr.addr(
+                    "del",
+                    index=ifindex,
+                    address=str(address.ip),
+                    prefixlen=address.network.prefixlen,
+                )
             case _:
                 raise TypeError(f"the kernel backend cannot apply {action!r}")
 
+    async def address_holder(self, ifname: str, address: IPv4Address, own_mac: str) -> str | None:
+        return await arp_probe.address_holder(ifname, address, own_mac, netns=self.netns)
+
     async def address_in_use(self, ifname: str, address: IPv4Address, own_mac: str) -> bool:
-        return await arp_probe.address_in_use(ifname, address, own_mac, netns=self.netns)
+        return await self.address_holder(ifname, address, own_mac) is not None
+
+    async def announce(self, ifname: str, address: IPv4Address, own_mac: str) -> None:
+        await arp_probe.announce(ifname, address, own_mac, netns=self.netns)
 
     # --- diagnostics -------------------------------------------------------------------------
 
