@@ -263,6 +263,7 @@ def test_volume_stays_within_its_range():
     assert phone.volume == 0
     levels = []
     while (action := phone.next_action()) is not None:
+        assert isinstance(action, SetVolume)
         levels.append(action.level)
     assert levels == [10, *range(9, -1, -1)]
 
@@ -386,3 +387,13 @@ def test_a_phone_joins_a_network_late():
     net.run_until(net.now + 2.0)
     connect(net, a, b)
     assert (a.state, b.state) == ("in call", "in call")
+
+
+def test_every_tone_the_phone_asks_for_exists_in_the_tone_table():
+    from hw.soundcard.tones import CALL_PROGRESS
+    from vomp.phone import END_TONES, INDICATORS
+
+    asked = {i.tone for i in INDICATORS.values()} - {None, "end"}
+    asked |= {tone for tone in END_TONES.values() if tone is not None}
+    assert asked <= CALL_PROGRESS.keys()
+    assert set(END_TONES) >= set(EndReason)  # every way a call ends has its tone
