@@ -12,13 +12,9 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from two_handsets import run_call
 
 from hw.soundcard.devices import PcmSettings
+from lab.two_handsets import run_call
 
 SECONDS = float(os.environ.get("CALL_CPU_SECONDS", "60"))
 PERIOD_FRAMES = int(os.environ.get("M2E_PERIOD_FRAMES", str(PcmSettings().period_frames)))

@@ -10,8 +10,8 @@ import time
 
 import numpy as np
 
-from hw.audio import OPUS_REDUNDANT, AudioConfig, CallAudio
-from hw.audio.opus import OpusDecoder, OpusEncoder
+from vomp.media import OPUS_REDUNDANT, AudioConfig, CallAudio
+from vomp.media.opus import OpusDecoder, OpusEncoder
 
 RATE = 16000
 FRAME = RATE // 50

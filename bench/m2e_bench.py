@@ -3,7 +3,7 @@
 Two handsets in two network namespaces over real UDP, each on its own paced sound card
 (jackd dummy driver through ALSA's jack plugin): a click train goes into A's capture device and
 B's playback device is recorded in the same JACK cycle as the clicks, so each click's delay is
-exact (tests/two_handsets.py). Needs root (namespaces) and jackd2 + libasound2-plugins.
+exact (lab/two_handsets.py). Needs root (namespaces) and jackd2 + libasound2-plugins.
 
 m2e_floor_ms = frame + Opus lookahead + playback cushion (prefill periods): the audio cannot
 leave A before its frame is complete and encoded, and cannot reach the ear before the periods
@@ -15,15 +15,11 @@ from __future__ import annotations
 import os
 import statistics
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from two_handsets import run_call
-
-from hw.audio import AudioConfig
-from hw.audio.opus import OpusEncoder
 from hw.soundcard.devices import PcmSettings
+from lab.two_handsets import run_call
+from vomp.media import AudioConfig
+from vomp.media.opus import OpusEncoder
 
 SECONDS = float(os.environ.get("M2E_SECONDS", "12"))
 PREFILL = int(os.environ.get("M2E_PREFILL", str(PcmSettings().playback_prefill_periods)))

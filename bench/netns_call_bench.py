@@ -1,7 +1,8 @@
 """Two handsets over real UDP in network namespaces: lookup time, call set-up, audio latency.
 
 Prints `name value unit` lines. Needs root (namespaces); as another user it prints nothing and
-says why on stderr. Run: `make bench` (or sudo .venv/bin/python bench/netns_call_bench.py).
+says why on stderr. Run: `make bench` (or, from the repository root,
+`sudo PYTHONPATH=. .venv/bin/python bench/netns_call_bench.py`).
 The audio figure is one-way, from `send_audio` in one process to the AudioFrameReceived event
 in the other; both read CLOCK_MONOTONIC, which every namespace on a host shares.
 """
@@ -11,11 +12,8 @@ from __future__ import annotations
 import os
 import statistics
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-import netns_lab
+from lab import netns
 
 RUNS = 3
 
@@ -33,8 +31,8 @@ def main() -> None:
         return
     lookups, setups, latencies = [], [], []
     for _ in range(RUNS):
-        with netns_lab.bridged_namespaces() as (ns_a, ns_b):
-            caller, callee = netns_lab.call_between_namespaces(ns_a, ns_b)
+        with netns.bridged_namespaces() as (ns_a, ns_b):
+            caller, callee = netns.call_between_namespaces(ns_a, ns_b)
         lookups.append(caller["lookup_s"] * 1000)
         setups.append(caller["setup_s"] * 1000)
         latencies += one_way_ms(caller, callee) + one_way_ms(callee, caller)

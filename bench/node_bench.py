@@ -8,9 +8,9 @@ from __future__ import annotations
 import random
 import time
 
+from vomp.codecs import Codec
 from vomp.events import IncomingCall
 from vomp.identity import Identity
-from vomp.messages import Codec
 from vomp.node import BROADCAST, Node
 
 FRAMES = 2000
@@ -52,7 +52,7 @@ def main() -> None:
     datagrams = []
     start = time.perf_counter()
     for _ in range(FRAMES):
-        a.send_audio(call, Codec.ULAW, payload, 20)
+        a.send_audio(call, Codec.MULAW, payload, 20)
         datagrams += a.datagrams_to_send(1.0)
     send_us = (time.perf_counter() - start) / FRAMES * 1e6
     start = time.perf_counter()

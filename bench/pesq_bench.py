@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 from pesq import pesq
 
-from hw.audio import codecs
-from hw.audio.netsim import GilbertLoss, Link, RandomLoss, run_one_way
-from hw.audio.opus import OpusSettings
-from hw.audio.pipeline import AudioConfig, CallAudio
+from lab.audio_netsim import GilbertLoss, Link, RandomLoss, run_one_way
+from vomp import codecs
+from vomp.media.opus import OpusSettings
+from vomp.media.pipeline import AudioConfig, CallAudio
 
 RATE = 16000
 SEEDS = (1, 2, 3, 4)

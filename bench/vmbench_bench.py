@@ -1,9 +1,9 @@
 """What the virtual bench costs: cached build check, VM boot, and the whole bench run.
 
-Prints `name value unit` lines. Run: `make bench` (or .venv/bin/python bench/vmbench_bench.py),
-as root, with the image built (`make vm-image`). The cold build is not repeated here (minutes,
-and it would evict the cache); measure it with
-`time env VMBENCH_CACHE=$(mktemp -d) .venv/bin/python -m vmbench build`.
+Prints `name value unit` lines. Run: `make bench` (or, from the repository root,
+`PYTHONPATH=. .venv/bin/python bench/vmbench_bench.py`), as root, with the image built
+(`make vm-image`). The cold build is not repeated here (minutes, and it would evict the cache);
+measure it with `time env VMBENCH_CACHE=$(mktemp -d) .venv/bin/python -m vmbench build`.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from vmbench import image, inner_pytest, vm
 
-from vmbench import image, inner_pytest, vm  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 def main() -> int:

@@ -11,11 +11,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from two_handsets import run_call
+from lab.two_handsets import run_call
 
 SECONDS = float(os.environ.get("XRUN_SECONDS", "120"))
 BUSY = "while True: pass"

@@ -9,12 +9,19 @@ import argparse
 import importlib
 import sys
 
-# name -> (module, help); each module has `add_arguments(parser)` and `run(args) -> int`.
+from firmware import control_cli
+
+# name -> (module, help); each module has `add_arguments(parser)` and `run(args) -> int`; a
+# module serving several names reads `parser.get_default("subcommand")` / `args.subcommand`.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+SUBCOMMANDS["daemon"] = ("firmware.daemon", "run the handset: mesh, VoMP, audio, keypad, control")
 SUBCOMMANDS["run"] = ("firmware.run", "start the handset on one interface and log mesh events")
 SUBCOMMANDS["dissect"] = ("firmware.dissect_cmd", "decode overlay datagrams (hex lines) to JSON")
 SUBCOMMANDS["audio-check"] = ("firmware.audio_check", "open the sound card as a call would; stats")
-SUBCOMMANDS["mesh"] = ("firmware.mesh_command", "bring up, keep up or inspect the Wi-Fi mesh")
+SUBCOMMANDS["mesh"] = ("firmware.mesh_command", "the daemon's mesh, or bring up/inspect it by hand")
+SUBCOMMANDS.update(
+    {name: ("firmware.control_cli", text) for name, text in control_cli.HELP.items()}
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     modules = {}
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         module = importlib.import_module(module_name)
-        module.add_arguments(sub.add_parser(name, help=help_text))
+        subparser = sub.add_parser(name, help=help_text)
+        subparser.set_defaults(subcommand=name)
+        module.add_arguments(subparser)
         modules[name] = module
     args = parser.parse_args(argv)
     return modules[args.command].run(args)

@@ -21,10 +21,10 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from hw.audio import OUR_CODECS, CallAudio, choose_send_codec
 from hw.soundcard.engine import AudioEngine
 from hw.soundcard.tones import ToneSource, mix
 from vomp.events import AudioFrameReceived, Event
+from vomp.media import OUR_CODECS, CallAudio, choose_send_codec
 
 SendAudio = Callable[[int, int, bytes, int], object]
 """send(call, codec, payload, duration_ms): queue one VoMP audio frame on the node."""

@@ -13,9 +13,10 @@ import logging
 import signal
 from pathlib import Path
 
+from firmware.keyring import load_keyring, save_keyring
 from firmware.transport import SERVAL_PORT, start
 from vomp.events import CallStateChanged, PacketDropped
-from vomp.identity import Identity, KeyringEntry, format_sid, load_keyring, save_keyring
+from vomp.identity import Identity, KeyringEntry, format_sid
 from vomp.messages import CallState
 from vomp.node import Node
 

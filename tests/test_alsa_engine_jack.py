@@ -18,7 +18,12 @@ from array import array
 from pathlib import Path
 
 import pytest
-from virtual_audio import (
+
+from firmware.handset_audio import HandsetAudio
+from hw.soundcard.devices import PcmSettings
+from hw.soundcard.engine import AudioEngine, EngineSettings
+from hw.soundcard.realtime import become_realtime
+from lab.virtual_audio import (
     JackServer,
     PcmPlayer,
     PcmRecorder,
@@ -30,10 +35,6 @@ from virtual_audio import (
     realtime_permitted,
     wait_until,
 )
-
-from firmware.handset_audio import HandsetAudio
-from hw.soundcard.devices import PcmSettings
-from hw.soundcard.engine import AudioEngine, EngineSettings, become_realtime
 
 pytestmark = [
     pytest.mark.realtime,

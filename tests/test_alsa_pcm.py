@@ -11,11 +11,11 @@ from array import array
 from pathlib import Path
 
 import pytest
-from virtual_audio import alsa_config_path, file_card_conf
 
 from hw.soundcard.alsa_pcm import AlsaBackend
 from hw.soundcard.device_loop import DeviceLoop
 from hw.soundcard.devices import DeviceGoneError, DeviceMismatchError, PcmSettings
+from lab.virtual_audio import alsa_config_path, file_card_conf
 
 PERIOD_FRAMES = 160
 PERIOD_BYTES = PERIOD_FRAMES * 2

@@ -6,9 +6,9 @@ from audio_signals import best_correlation, voiced, worst_window_correlation
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from hw.audio import MULAW, OPUS, OPUS_REDUNDANT, AudioConfig, CallAudio
-from hw.audio.netsim import GilbertLoss, Link, PatternLoss, RandomLoss, run_one_way
-from hw.audio.redundancy import parse
+from lab.audio_netsim import GilbertLoss, Link, PatternLoss, RandomLoss, run_one_way
+from vomp.media import MULAW, OPUS, OPUS_REDUNDANT, AudioConfig, CallAudio
+from vomp.media.redundancy import parse
 
 
 def _call(codec: int, link: Link, seconds: float = 3.0, config: AudioConfig | None = None):
@@ -123,7 +123,7 @@ def test_servald_mode_sends_160_mulaw_bytes_per_20ms():
 
 
 def test_a_peer_sending_40ms_opus_frames_is_played_in_full():
-    from hw.audio.opus import OpusEncoder
+    from vomp.media.opus import OpusEncoder
 
     enc, receiver = OpusEncoder(), CallAudio(OPUS)
     signal = voiced(1.0)
@@ -154,8 +154,8 @@ def test_algorithmic_delay_is_a_frame_plus_the_codec_lookahead():
 
 
 def test_a_far_fetched_copy_offset_cannot_make_the_buffer_wait_past_its_cap():
-    from hw.audio.opus import OpusEncoder
-    from hw.audio.redundancy import InnerFrame, RedundantPayload, pack
+    from vomp.media.opus import OpusEncoder
+    from vomp.media.redundancy import InnerFrame, RedundantPayload, pack
 
     packet = OpusEncoder().encode(voiced(0.02).tobytes())
     payload = pack(RedundantPayload(20, (InnerFrame(-128, packet), InnerFrame(0, packet))))

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hw.audio.jitter import Action, EncodedFrame, JitterBuffer, JitterSettings
+from vomp.media.jitter import Action, EncodedFrame, JitterBuffer, JitterSettings
 
 F = 20  # ms per frame
 

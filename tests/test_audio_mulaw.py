@@ -4,8 +4,8 @@ import struct
 
 import numpy as np
 
-from hw.audio import mulaw
-from hw.audio.mulaw import MulawDecoder, MulawEncoder
+from vomp.media import mulaw
+from vomp.media.mulaw import MulawDecoder, MulawEncoder
 
 
 def _enc(value: int) -> int:

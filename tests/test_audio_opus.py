@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from audio_signals import RATE, best_correlation, voiced
 
-from hw.audio.opus import OpusDecoder, OpusEncoder, OpusPacketError, OpusSettings
+from vomp.media.opus import OpusDecoder, OpusEncoder, OpusPacketError, OpusSettings
 
 FRAME = RATE // 50  # 20 ms
 

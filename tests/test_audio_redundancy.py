@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hw.audio import codecs
-from hw.audio.redundancy import (
+from vomp import codecs
+from vomp.media.redundancy import (
     InnerFrame,
     PayloadError,
     RedundancyPacker,

@@ -16,13 +16,19 @@ from vomp.call import (
     CallTable,
     Outcome,
 )
-from vomp.events import AudioFrameReceived, CallEnded, CallStateChanged, IncomingCall
+from vomp.codecs import ALAW, MULAW, OPUS
+from vomp.events import (
+    AudioFrameReceived,
+    CallEnded,
+    CallStateChanged,
+    EndReason,
+    IncomingCall,
+)
 from vomp.messages import CallState, VompAudio, VompMessage
 
 S = CallState
 A_SID = b"\xaa" * 32
 B_SID = b"\xbb" * 32
-MULAW, OPUS = 2, 7
 
 
 def table(number="5552001", codecs=(MULAW, OPUS), seed=1, **kw) -> CallTable:
@@ -278,6 +284,12 @@ def test_step2_no_shared_codec_ends_the_call():
     assert state_bytes(drain(t)) == [0x26]
 
 
+def test_step2_a_shared_codec_we_cannot_send_ends_the_call():
+    t = table(codecs=(ALAW, MULAW, OPUS))
+    t.receive(B_SID, msg(0x4242, 0, S.CALLPREP, S.NOCALL, (ALAW,), ("1", "2")), 0.0)
+    assert state_bytes(drain(t)) == [0x26]
+
+
 def test_step2_missing_codec_list_ends_the_call():
     t, call = make_call(S.CALLPREP, S.NOCALL, caller=True)
     deliver(t, call, S.NOCALL)
@@ -334,7 +346,7 @@ def test_no_more_than_16_calls_at_once():
     assert len(t.calls()) == MAX_CALLS
 
 
-def test_simultaneous_dial_rejects_the_incoming_call():
+def test_simultaneous_dial_without_local_sids_rejects_the_incoming_call():
     a, b = table("5552001", seed=1), table("5552002", seed=2)
     out_a = a.dial(B_SID, "5552002", 0.0)
     out_b = b.dial(A_SID, "5552001", 0.0)
@@ -342,12 +354,32 @@ def test_simultaneous_dial_rejects_the_incoming_call():
     for t, out in ((a, out_a), (b, out_b)):
         incoming = [c for c in t.calls() if not c.is_caller]
         assert [c.local_state for c in incoming] == [S.CALLENDED]
+        assert [c.end_reason for c in incoming] == [EndReason.SIMULTANEOUS_DIAL]
         assert not any(isinstance(e, IncomingCall) for e in t.events)
         # our outgoing call is busy too: the peer rejected it
         assert t.get(out.call_id).local_state == S.CALLENDED
 
 
-# ---------------------------------------------------------------------------------- local actions
+def test_simultaneous_dial_keeps_exactly_the_lower_sids_call():
+    a = table("5552001", seed=1, local_sid=A_SID)
+    b = table("5552002", seed=2, local_sid=B_SID)
+    out_a = a.dial(B_SID, "5552002", 0.0)
+    out_b = b.dial(A_SID, "5552001", 0.0)
+    pump(a, b, 0.0)
+    # A_SID < B_SID: A's call is kept, B hung its own up and took A's as incoming
+    (taken,) = [e for e in b.events if isinstance(e, IncomingCall)]
+    assert taken.replaces == out_b.call_id and taken.caller_number == "5552001"
+    assert b.get(out_b.call_id).end_reason is EndReason.SIMULTANEOUS_DIAL
+    assert not any(isinstance(e, IncomingCall) for e in a.events)
+    assert a.get(out_a.call_id).local_state == S.RINGINGOUT
+    b.answer(taken.call, 0.1)
+    pump(a, b, 0.1)
+    live = [c for t in (a, b) for c in t.calls() if c.local_state == S.INCALL]
+    assert len(live) == 2 and {c.is_caller for c in live} == {True, False}
+    assert live[0].local_session in (live[1].remote_session,)
+
+
+# ------------------------------------------------------------------------------- local actions
 def test_ring_and_answer_need_the_caller_ringing_out():
     a = table()
     call = a.dial(B_SID, "5552002", 0.0)
@@ -368,9 +400,110 @@ def test_hang_up_twice_sends_one_callended():
 
 def test_callee_can_reject_a_ringing_call():
     a, b, ca, cb = set_up_call(answer=False)
-    b.hang_up(cb, 1.0)
+    b.hang_up(cb, 1.0, EndReason.DECLINED)
     pump(a, b, 1.0)
     assert a.get(ca).local_state == S.CALLENDED
+    assert a.get(ca).end_reason is EndReason.REJECTED
+    assert b.get(cb).end_reason is EndReason.DECLINED
+
+
+def test_answering_without_ringing_still_passes_through_ringingin():
+    a, b = table("5552001", seed=1), table("5552002", seed=2)
+    call_a = a.dial(B_SID, "5552002", 0.0)
+    pump(a, b, 0.0)
+    (incoming,) = [e for e in b.events if isinstance(e, IncomingCall)]
+    b.answer(incoming.call, 0.1)
+    sent = drain(b)
+    assert state_bytes(sent) == [0x34, 0x35]
+    changes = [e.local_state for e in b.events if isinstance(e, CallStateChanged)]
+    assert changes[-2:] == [S.RINGINGIN, S.INCALL]
+    for message in sent:
+        a.receive(B_SID, message, 0.1)
+    remote_seen = [e.remote_state for e in a.events if isinstance(e, CallStateChanged)]
+    assert S.RINGINGIN in remote_seen
+    assert a.get(call_a.call_id).local_state == S.INCALL
+
+
+def end_reasons(t: CallTable) -> list[tuple[EndReason | None, str]]:
+    """The distinct reasons the ended call's state changes carried (the reason never changes)."""
+    reasons = [
+        (e.end_reason, e.end_detail)
+        for e in t.events
+        if isinstance(e, CallStateChanged) and e.local_state == S.CALLENDED
+    ]
+    return list(dict.fromkeys(reasons))
+
+
+def test_every_end_carries_a_reason():
+    a, b, _ca, cb = set_up_call()
+    b.hang_up(cb, 1.0)
+    pump(a, b, 1.0)
+    assert end_reasons(b) == [(EndReason.HUNG_UP, EndReason.HUNG_UP.value)]
+    assert end_reasons(a) == [(EndReason.ENDED_BY_FAR_END, EndReason.ENDED_BY_FAR_END.value)]
+    a.handle_timer(2.5)
+    b.handle_timer(2.5)
+    ((_t, ended),) = [(t, e) for t in (a,) for e in t.events if isinstance(e, CallEnded)]
+    assert (ended.reason, ended.timed_out) == (EndReason.ENDED_BY_FAR_END, False)
+
+
+def test_busy_when_the_far_end_ends_before_ringing():
+    a, b = table("5552001", seed=1), table("5552002", seed=2)
+    call = a.dial(B_SID, "5552002", 0.0)
+    pump(a, b, 0.0)
+    (incoming,) = [e for e in b.events if isinstance(e, IncomingCall)]
+    b.hang_up(incoming.call, 0.1, EndReason.BUSY_HERE)
+    pump(a, b, 0.1)
+    assert a.get(call.call_id).end_reason is EndReason.BUSY
+    assert end_reasons(b) == [(EndReason.BUSY_HERE, EndReason.BUSY_HERE.value)]
+
+
+def test_callee_hears_cancelled_when_the_caller_gives_up():
+    a, b, ca, cb = set_up_call(answer=False)
+    a.hang_up(ca, 1.0)
+    pump(a, b, 1.0)
+    assert b.get(cb).end_reason is EndReason.CANCELLED
+
+
+def test_no_shared_codec_names_the_far_ends_codecs():
+    t = table(codecs=(OPUS,))
+    t.receive(B_SID, msg(0x4242, 0, S.CALLPREP, S.NOCALL, (0x21,), ("1", "2")), 0.0)
+    (call,) = t.calls()
+    assert call.end_reason is EndReason.NO_SHARED_CODEC
+    assert call.end_detail == "no shared codec; far end offers [0x21]"
+    caller = table(codecs=(MULAW,))
+    out = caller.dial(B_SID, "5552002", 0.0)
+    caller.receive(B_SID, msg(0x4242, out.local_session, S.NOCALL, S.CALLPREP, (0x21, OPUS)), 0)
+    assert end_reasons(caller) == [
+        (EndReason.NO_SHARED_CODEC, "no shared codec; far end offers [0x21, 0x07]")
+    ]
+
+
+def test_cannot_ring_is_the_reason_without_a_way_to_ring():
+    t = table(can_ring=False)
+    t.receive(B_SID, msg(0x4242, 0, S.CALLPREP, S.NOCALL, (MULAW,), ("1", "2")), 0.0)
+    assert t.calls()[0].end_reason is EndReason.CANNOT_RING
+
+
+@pytest.mark.parametrize(
+    ("answered", "when", "reason"),
+    [
+        (None, DIAL_TIMEOUT + 0.5, EndReason.NO_REPLY),
+        (False, RING_TIMEOUT + 0.5, EndReason.NO_ANSWER),
+        (True, NETWORK_TIMEOUT + 1.5, EndReason.NETWORK_LOST),
+    ],
+)
+def test_timeouts_say_which_timeout(answered, when, reason):
+    if answered is None:
+        a = table()
+        a.dial(B_SID, "5552002", 0.0)
+    else:
+        a, _b, _ca, _cb = set_up_call(answer=answered)
+    for t in range(1, int(when) + 1):
+        a.handle_timer(float(t))
+    a.handle_timer(when)
+    (ended,) = [e for e in a.events if isinstance(e, CallEnded)]
+    assert (ended.reason, ended.timed_out) == (reason, True)
+    assert end_reasons(a)[-1][0] is reason
 
 
 # -------------------------------------------------------------------------------------- timeouts
@@ -440,15 +573,6 @@ def test_audio_duplicates_are_dropped_and_late_frames_kept():
         b.receive(A_SID, m, 1.0)
     got = [(e.time_ms, e.payload) for e in b.events if isinstance(e, AudioFrameReceived)]
     assert got == [(0, b"0"), (40, b"2"), (20, b"1")]
-
-
-def test_audio_codec_prefers_opus_then_ulaw_from_the_shared_list():
-    a, b, ca, cb = set_up_call()
-    assert a.audio_codec(ca) == OPUS and b.audio_codec(cb) == OPUS
-    t = table(codecs=(MULAW, 3))
-    t.receive(B_SID, msg(0x4242, 0, S.CALLPREP, S.NOCALL, (3, MULAW, OPUS), ("1", "2")), 0.0)
-    assert t.audio_codec(t.calls()[0].call_id) == MULAW
-    assert t.audio_codec(999) is None
 
 
 def test_row_ringingout_ringingout_goes_incall_without_audio():

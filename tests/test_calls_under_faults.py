@@ -10,8 +10,8 @@ import os
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from netsim import Faults, Network, events_of
 
+from lab.netsim import Faults, Network, events_of
 from vomp.events import CallEnded, CallStateChanged, DnaAnswer, IncomingCall
 from vomp.messages import CallState
 

@@ -182,9 +182,8 @@ def test_settings_outside_the_latency_rules_are_refused(changes, message):
 
 
 def test_engine_runs_on_the_fake_backend_as_a_silent_card_that_keeps_time():
-    from virtual_audio import wait_until
-
     from hw.soundcard.engine import AudioEngine, EngineSettings
+    from lab.virtual_audio import wait_until
 
     with AudioEngine(EngineSettings(pcm=SETTINGS, backend="fake")) as engine:
         assert wait_until(lambda: engine.stats().periods >= 10, 10)
@@ -198,8 +197,7 @@ def test_counters_left_half_written_by_a_killed_engine_can_still_be_read():
     import os
     import struct
 
-    from hw.soundcard.device_loop import DeviceCounters
-    from hw.soundcard.engine import SHM_SIZE, SharedCounters
+    from hw.soundcard.counters import SHM_SIZE, DeviceCounters, SharedCounters
 
     fd = os.memfd_create("counters-test")
     os.ftruncate(fd, SHM_SIZE)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
-from netsim import Network, events_of
 
+from lab.netsim import Network, events_of
 from vomp.dna_lookup import ANSWER_TTL, DnaLookups
 from vomp.events import DnaAnswer, DnaLookupFinished
 from vomp.identity import Identity

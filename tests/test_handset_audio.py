@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from firmware.handset_audio import HandsetAudio
-from hw.audio import MULAW, OPUS, OPUS_REDUNDANT
 from hw.soundcard.devices import PcmSettings
 from hw.soundcard.engine import EngineSettings, EngineStats
+from vomp.media import MULAW, OPUS, OPUS_REDUNDANT
 
 PERIOD = 320  # 10 ms of 16 kHz mono S16_LE
 

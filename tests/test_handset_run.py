@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from firmware.cli import SUBCOMMANDS
+from firmware.keyring import load_keyring
 from firmware.run import describe, load_or_create, serve
 from vomp.events import AudioFrameReceived, PeerLost
-from vomp.identity import format_sid, load_keyring
+from vomp.identity import format_sid
 
 
 def test_first_run_creates_a_private_keyring_with_our_number(tmp_path):

@@ -8,13 +8,12 @@ import stat
 import pytest
 import wire_vectors as wv
 
+from firmware.keyring import load_keyring, save_keyring
 from vomp.identity import (
     Identity,
     KeyringEntry,
     KeyringError,
     format_sid,
-    load_keyring,
-    save_keyring,
     sid_from_sign_key,
 )
 

@@ -15,6 +15,7 @@ import pytest
 
 from vomp import crypto, keymap, linkstate, mdp, please_explain
 from vomp.address import AddressBook
+from vomp.codecs import OUR_CODECS
 from vomp.dna import parse_dna_reply
 from vomp.events import (
     AudioFrameReceived,
@@ -250,7 +251,7 @@ def test_we_follow_servalds_call_and_hear_every_audio_frame(as_b):
     node, sent, events, _ids = as_b
     ours = [parse_vomp(body) for _s, _f, body in frames_to(sent, "A", port=mdp.PORT_VOMP)]
     bytes_sent = [m.state_byte for m in ours]
-    assert bytes_sent[0] == 0x21 and ours[0].codecs == (2, 7)
+    assert bytes_sent[0] == 0x21 and ours[0].codecs == OUR_CODECS
     assert ours[0].sender_session == 0x97D2 and ours[0].recipient_session == 0x575A
     assert [b for i, b in enumerate(bytes_sent) if i == 0 or b != bytes_sent[i - 1]] == [
         0x21,
@@ -315,8 +316,9 @@ def test_as_the_caller_we_drive_servalds_recorded_callee_to_the_end(as_a):
     ours = [parse_vomp(body) for _s, _f, body in frames_to(sent, "B", port=mdp.PORT_VOMP)]
     first = ours[0]
     assert (first.state_byte, first.sender_session, first.recipient_session) == (0x12, 0x575A, 0)
-    assert first.codecs == (2, 7)
-    assert (first.caller_number, first.called_number) == ("5552001", "")
+    assert first.codecs == OUR_CODECS
+    # dialled by SID, but the lookup just before named B's number, so the call carries it
+    assert (first.caller_number, first.called_number) == ("5552001", "5552002")
     states = [m.state_byte for m in ours]
     assert [b for i, b in enumerate(states) if i == 0 or b != states[i - 1]] == [
         0x12,

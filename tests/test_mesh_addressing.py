@@ -8,7 +8,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hw.mesh.addressing import candidate_addresses, mesh_mac
-from hw.mesh.arp_probe import claims_address, mac_bytes, probe_frame
+from hw.mesh.arp_probe import (
+    announcement_frame,
+    claimant,
+    claims_address,
+    mac_bytes,
+    probe_frame,
+)
 from hw.mesh.config import MeshConfig, MeshConfigError
 
 OWN_MAC = "02:aa:aa:aa:aa:aa"
@@ -91,8 +97,24 @@ def test_the_claim_parser_is_total(data):
     assert claims_address(data, TARGET, OWN_MAC) in (True, False)
 
 
+def test_the_claimant_is_the_other_machines_mac():
+    assert claimant(reply_frame(OTHER_MAC, TARGET), TARGET, OWN_MAC) == OTHER_MAC.lower()
+    assert claimant(reply_frame(OWN_MAC, TARGET), TARGET, OWN_MAC) is None
+
+
+def test_an_announcement_by_another_machine_is_a_claim_and_ours_is_not():
+    assert claimant(announcement_frame(OTHER_MAC, TARGET), TARGET, OWN_MAC) == OTHER_MAC.lower()
+    assert claimant(announcement_frame(OWN_MAC, TARGET), TARGET, OWN_MAC) is None
+
+
 def test_config_defaults_are_valid_and_name_bat0():
     assert MeshConfig().mesh_interface == "bat0"
+
+
+def test_config_joins_without_ht_unless_told():
+    assert MeshConfig().ht is False
+    assert MeshConfig.from_mapping({"ht": "yes"}).ht is True
+    assert MeshConfig.from_mapping({"ht": False}).ht is False
 
 
 def test_config_from_text_values_converts_types():
@@ -113,6 +135,7 @@ def test_config_from_text_values_converts_types():
         ({"freq_mhz": "eleven"}, "freq_mhz"),
         ({"ssid": ""}, "ssid"),
         ({"colour": "red"}, "colour"),
+        ({"ht": "maybe"}, "ht"),
     ],
 )
 def test_config_errors_name_the_place_the_setting_and_a_fix(values, names):

@@ -118,6 +118,40 @@ def test_an_arp_probe_finds_an_address_held_in_the_other_namespace(two_namespace
     assert asyncio.run(scenario()) == (True, False)
 
 
+def test_the_holder_is_named_and_an_announcement_repoints_the_neighbours_arp_cache(
+    two_namespaces,
+):
+    ns_a, ns_b = two_namespaces
+    link_up(ns_a, "a", "10.42.7.7/16")
+    link_up(ns_b, "b", "10.42.7.9/16")
+    with IPRoute(netns=ns_a) as ipr:
+        a_mac = ipr.get_links(ifname="a")[0].get("address")
+        # a believes 10.42.7.9 is some other machine, as after two partitions merged
+        ipr.neigh(
+            "replace",
+            dst="10.42.7.9",
+            lladdr="02:00:00:00:0c:0c",
+            ifindex=ipr.link_lookup(ifname="a")[0],
+            state=0x04,  # NUD_STALE: a learned entry, not a static one
+        )
+    with IPRoute(netns=ns_b) as ipr:
+        b_mac = ipr.get_links(ifname="b")[0].get("address")
+
+    async def scenario():
+        backend = Pyroute2Backend(netns=ns_b)
+        try:
+            holder = await backend.address_holder("b", IPv4Address("10.42.7.7"), b_mac)
+            await backend.announce("b", IPv4Address("10.42.7.9"), b_mac)
+            return holder
+        finally:
+            await backend.close()
+
+    assert asyncio.run(scenario()) == a_mac
+    with IPRoute(netns=ns_a) as ipr:
+        (entry,) = ipr.get_neighbours(dst="10.42.7.9")
+    assert entry.get("NDA_LLADDR") == b_mac
+
+
 def test_unmanaged_mode_finds_the_lan_address_and_broadcast(two_namespaces):
     ns_a, _ = two_namespaces
     link_up(ns_a, "a", "192.168.77.5/24")

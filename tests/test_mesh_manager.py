@@ -5,6 +5,8 @@ The same paths run against the real kernel in tests/vm/test_mesh_bench.py.
 
 import asyncio
 import errno
+import json
+import time
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from itertools import islice
 
@@ -14,7 +16,8 @@ from hypothesis import strategies as st
 
 from hw.mesh import MeshConfig, MeshManager
 from hw.mesh.addressing import candidate_addresses, mesh_mac
-from hw.mesh.backend import AddAddress, make_backend
+from hw.mesh.backend import AddAddress, RemoveAddress, make_backend
+from hw.mesh.batadv import Originator
 from hw.mesh.fake import FakeMeshBackend
 from hw.mesh.reconcile import CreateMesh, JoinIbss, LeaveIbss, SetMtu, SetRadioType
 
@@ -55,6 +58,24 @@ def test_start_up_brings_radio_mesh_and_address_up_in_one_converge():
     assert radio.master == bat0.ifindex
     assert bat0.up and not bat0.bridge_loop_avoidance and bat0.mac == mesh_mac(IDENTITY)
     assert bat0.addresses == [IPv4Interface(f"{expected_address()}/16")]
+
+
+def test_the_ibss_is_joined_without_ht_unless_the_config_keeps_it():
+    manager, kernel = manager_with_radio()
+    run(manager.converge())
+    (join,) = [a for a in kernel.applied if isinstance(a, JoinIbss)]
+    assert join.ibss.ht is False and kernel.link_named("wlan0").ht is False
+    manager, kernel = manager_with_radio(ht=True)
+    run(manager.converge())
+    assert kernel.link_named("wlan0").ht is True and manager.status.ready
+
+
+def test_a_radio_left_in_the_ibss_with_ht_is_joined_again_without_it():
+    manager, kernel = manager_with_radio(ht=True)
+    run(manager.converge())
+    manager = MeshManager(CONFIG, kernel, IDENTITY)
+    status = run(manager.converge())
+    assert status.ready and status.joins == 1 and kernel.link_named("wlan0").ht is False
 
 
 def test_a_second_converge_changes_nothing_and_looks_once():
@@ -338,3 +359,149 @@ def test_a_join_still_scanning_is_waited_for_not_restarted():
     status = run(manager.converge())
     assert status.ready and status.joins == 1
     assert not any(isinstance(a, LeaveIbss) for a in kernel.applied)
+
+
+# --- healing: when and how long, and duplicate addresses after partitions merge ---------------
+
+OTHER = Originator("02:00:00:00:09:00", "02:00:00:00:09:00", 2, 100, 255, None, True)
+
+
+def test_start_up_is_not_a_heal_and_the_status_says_so():
+    from hw.mesh.diagnostics import format_status
+
+    manager, _ = manager_with_radio()
+    status = run(manager.converge())
+    assert status.heals == 0 and status.last_heal_at is None
+    assert "last heal: never" in format_status(status)
+
+
+def test_a_repaired_radio_reset_is_recorded_as_a_heal_with_its_duration():
+    from hw.mesh.diagnostics import format_status
+
+    manager, kernel = manager_with_radio()
+    run(manager.converge())
+    kernel.reset_radio("wlan0")
+    before = time.time()
+    status = run(manager.converge())
+    assert status.heals == 1 and status.last_heal == "radio back in the IBSS"
+    assert 0 <= status.last_heal_s < 5 and before <= status.last_heal_at <= time.time()
+    assert "radio back in the IBSS); 1 heal so far" in format_status(status)
+    kernel.remove_link("bat0")
+    assert run(manager.converge()).last_heal == "bat0 re-created" and status.heals == 2
+
+
+def ready_pair(own_mac_wins: bool) -> tuple[MeshManager, FakeMeshBackend, str]:
+    """A ready manager, and a foreign MAC that sorts after ours (we keep) or before (we move)."""
+    manager, kernel = manager_with_radio()
+    run(manager.converge())
+    other = "ff:ff:ff:ff:ff:ff" if own_mac_wins else "00:00:00:00:00:01"
+    return manager, kernel, other
+
+
+def test_when_partitions_merge_a_duplicate_address_moves_the_greater_mac():
+    manager, kernel, other = ready_pair(own_mac_wins=False)
+    run(manager.watch())  # the first look at the originators; the address is still ours
+    old = manager.status.address
+    kernel.foreign_addresses[old.ip] = other
+    kernel.originator_table = [OTHER]  # a partition appeared: batman-adv lists a new originator
+    run(manager.watch())
+    assert RemoveAddress(kernel.link_named("bat0").ifindex, old) in kernel.applied
+    assert manager.status.address.ip == expected_address(n=1)
+    assert kernel.link_named("bat0").addresses == [manager.status.address]
+    assert kernel.announced[-1] == expected_address(n=1)
+    status = manager.status
+    assert status.address_conflicts == 1 and status.heals == 1 and status.ready
+    assert status.last_heal == f"duplicate address {old.ip}: moved"
+
+
+def test_the_smaller_mac_keeps_the_address_announces_it_and_notes_when_the_other_moved(
+    monkeypatch,
+):
+    import hw.mesh.manager as manager_module
+
+    monkeypatch.setattr(manager_module, "CONFLICT_RECHECK_S", 0.0)
+    manager, kernel, other = ready_pair(own_mac_wins=True)
+    run(manager.watch())
+    kept = manager.status.address
+    kernel.foreign_addresses[kept.ip] = other
+    kernel.originator_table = [OTHER]
+    run(manager.watch())
+    assert not any(isinstance(a, RemoveAddress) for a in kernel.applied)
+    assert manager.status.address == kept and kernel.announced[-1] == kept.ip
+    assert manager.status.address_conflicts == 1 and manager.status.heals == 0
+    del kernel.foreign_addresses[kept.ip]  # the other handset moved
+    run(manager.watch())
+    assert manager.status.heals == 1 and "other handset moved" in manager.status.last_heal
+
+
+def test_without_a_merge_the_address_is_probed_only_every_check_interval():
+    manager, kernel = manager_with_radio(address_check_interval_s=3600)
+    run(manager.converge())
+    probes = len(kernel.probed)
+    run(manager.watch())
+    run(manager.watch())
+    assert len(kernel.probed) == probes + 1
+    kernel.originator_table = [OTHER]
+    run(manager.watch())
+    assert len(kernel.probed) == probes + 2
+
+
+def colliding_identities(prefix: IPv4Network) -> tuple[bytes, bytes]:
+    """Two identities whose first addresses in `prefix` are the same (found by search)."""
+    seen: dict[IPv4Address, bytes] = {}
+    for n in range(1000):
+        identity = f"handset {n}".encode()
+        first = next(candidate_addresses(identity, prefix))
+        if first in seen:
+            return seen[first], identity
+        seen[first] = identity
+    raise AssertionError("no collision found")
+
+
+def test_both_sides_of_a_duplicate_decide_alike_so_exactly_one_moves():
+    prefix = IPv4Network("10.42.0.0/28")
+    sides = []
+    for identity in colliding_identities(prefix):
+        kernel = FakeMeshBackend()
+        kernel.add_radio("wlan0")
+        manager = MeshManager(MeshConfig(backend="fake", prefix=prefix), kernel, identity)
+        run(manager.converge())
+        run(manager.watch())
+        sides.append((manager, kernel))
+    (a, a_kernel), (b, b_kernel) = sides
+    assert a.status.address == b.status.address  # each claimed it in its own partition
+    a_kernel.foreign_addresses[a.status.address.ip] = mesh_mac(b.identity)
+    b_kernel.foreign_addresses[b.status.address.ip] = mesh_mac(a.identity)
+    for _, kernel in sides:
+        kernel.originator_table = [OTHER]
+    for manager, _ in sides:
+        run(manager.watch())
+    moved = [m for m, k in sides if any(isinstance(x, RemoveAddress) for x in k.applied)]
+    assert len(moved) == 1 and mesh_mac(moved[0].identity) == max(
+        mesh_mac(a.identity), mesh_mac(b.identity)
+    )
+    assert a.status.address != b.status.address and a.status.ready and b.status.ready
+
+
+def test_the_status_file_carries_the_heal_record_to_the_status_command(tmp_path, capsys):
+    from firmware.cli import main
+
+    status_file = tmp_path / "mesh.json"
+    manager, kernel = manager_with_radio(status_file=str(status_file))
+    run(manager.converge())
+    kernel.reset_radio("wlan0")
+    run(manager.converge())
+    record = json.loads(status_file.read_text())
+    assert record["heals"] == 1 and record["address"] == str(manager.status.address)
+    assert not list(tmp_path.glob("*.tmp"))
+    main(["mesh", "status", "--set", "backend=fake", "--set", f"status_file={status_file}"])
+    out = capsys.readouterr().out
+    assert "last heal: 20" in out and "(radio back in the IBSS); 1 heal so far" in out
+
+
+def test_the_new_settings_are_config_keys():
+    config = MeshConfig.from_mapping(
+        {"watch_interval_s": "0.5", "address_check_interval_s": "30", "status_file": ""}
+    )
+    assert (config.watch_interval_s, config.address_check_interval_s) == (0.5, 30.0)
+    assert config.status_file is None

@@ -45,7 +45,7 @@ FRESH_RADIO = RadioState(
     freq_mhz=None,
 )
 GOOD_RADIO = replace(
-    FRESH_RADIO, iftype="adhoc", mtu=1560, master=7, ssid="mesh-handset", freq_mhz=2412
+    FRESH_RADIO, iftype="adhoc", mtu=1560, master=7, ssid="mesh-handset", freq_mhz=2412, ht=False
 )
 GOOD_MESH = MeshState(
     ifindex=7,
@@ -85,6 +85,25 @@ def test_an_up_adhoc_radio_outside_the_ibss_joins_it_with_the_fixed_bssid():
 def test_a_radio_in_another_ibss_leaves_it_first():
     radio = replace(GOOD_RADIO, ssid="someone-else")
     assert plan(DESIRED, Observed(radio, GOOD_MESH)).actions == [LeaveIbss(3), JoinIbss(3, IBSS)]
+
+
+def test_a_radio_joined_with_ht_when_ht_is_off_joins_again_without_it():
+    radio = replace(GOOD_RADIO, ht=True)
+    assert plan(DESIRED, Observed(radio, GOOD_MESH)).actions == [LeaveIbss(3), JoinIbss(3, IBSS)]
+    assert not IBSS.ht
+
+
+def test_with_ht_on_a_radio_joined_without_it_joins_again_with_it():
+    desired = replace(DESIRED, ibss=replace(IBSS, ht=True))
+    assert plan(desired, Observed(GOOD_RADIO, GOOD_MESH)).actions == [
+        LeaveIbss(3),
+        JoinIbss(3, desired.ibss),
+    ]
+    assert plan(desired, Observed(replace(GOOD_RADIO, ht=True), GOOD_MESH)).done
+
+
+def test_a_radio_whose_driver_does_not_report_the_width_is_left_in_the_ibss():
+    assert plan(DESIRED, Observed(replace(GOOD_RADIO, ht=None), GOOD_MESH)).done
 
 
 def test_a_missing_mesh_interface_is_created_and_nothing_depends_on_it_in_the_same_plan():

@@ -14,9 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import netns_lab
 import pytest
-from netns_lab import call_between_namespaces, result_of, start_peer
+
+from lab import netns
+from lab.netns import call_between_namespaces, result_of, start_peer
 
 pytestmark = [
     pytest.mark.netns,
@@ -26,7 +27,7 @@ pytestmark = [
 
 @pytest.fixture
 def bridged_namespaces():
-    with netns_lab.bridged_namespaces() as names:
+    with netns.bridged_namespaces() as names:
         yield names
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 
 import pytest
-from two_handsets import run_call
-from virtual_audio import JackServer, realtime_permitted
+
+from lab.two_handsets import run_call
+from lab.virtual_audio import JackServer, realtime_permitted
 
 pytestmark = [
     pytest.mark.netns,

@@ -1,9 +1,9 @@
-"""Nodes on an in-memory network (tests/netsim.py): discovery, DNA, calls, audio."""
+"""Nodes on an in-memory network (lab/netsim.py): discovery, DNA, calls, audio."""
 
 from __future__ import annotations
 
-from netsim import Network, events_of
-
+from lab.netsim import Network, events_of
+from vomp.codecs import Codec
 from vomp.events import (
     AudioFrameReceived,
     CallEnded,
@@ -13,7 +13,7 @@ from vomp.events import (
     IncomingCall,
     PeerFound,
 )
-from vomp.messages import CallState, Codec
+from vomp.messages import CallState
 
 S = CallState
 
@@ -81,8 +81,8 @@ def test_call_by_number_with_audio_both_ways_then_hang_up():
     assert a.node.calls.get(call_a).local_state == S.INCALL
     for i in range(10):
         when = net.now + 0.02 * i
-        net.at(when, lambda i=i: a.node.send_audio(call_a, Codec.ULAW, b"a%d" % i, 20))
-        net.at(when, lambda i=i: b.node.send_audio(incoming.call, Codec.ULAW, b"b%d" % i, 20))
+        net.at(when, lambda i=i: a.node.send_audio(call_a, Codec.MULAW, b"a%d" % i, 20))
+        net.at(when, lambda i=i: b.node.send_audio(incoming.call, Codec.MULAW, b"b%d" % i, 20))
     net.run_until(5.0)
     heard_b = [(e.time_ms, e.seq, e.payload) for e in events_of(b, AudioFrameReceived)]
     assert heard_b == [(20 * i, i, b"a%d" % i) for i in range(10)]

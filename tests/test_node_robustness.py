@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from netsim import Network, events_of
 
+from lab.netsim import Network, events_of
 from vomp import crypto, keymap, mdp, please_explain
 from vomp.address import AddressBook
 from vomp.dna import encode_dna_request

@@ -5,10 +5,10 @@ from __future__ import annotations
 from array import array
 
 import pytest
-from virtual_audio import power_at
 
 from hw.ringer import GpioRinger, RecordingRingerOutput, Ringer, SoundRinger
 from hw.soundcard.tones import CALL_PROGRESS, ToneSource, dtmf_spec, mix
+from lab.virtual_audio import power_at
 
 RATE = 16000
 

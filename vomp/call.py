@@ -12,6 +12,14 @@ CALLPREP/NOCALL, creates one. Then §12.3 runs: steps 1-3 may end the call, and 
 (the table of step 4, row for row) says what the pair (mine, their) means. A pair that is not in
 the table makes us ignore the whole message. Each call has a 1-second tick that re-sends status,
 applies the dial/ring/network timeouts of §12.5 and deletes a call whose both sides have ended.
+
+Our own rules on top of §12 (the wire is unchanged, so servald sees nothing new):
+- Every end carries an `EndReason`, inferred from the states we last knew (servald sends none).
+- Answering always passes through RINGINGIN, so the caller hears ring-back first.
+- Simultaneous dial (§12.2): the call placed by the lower SID is kept. The higher SID hangs up
+  its own outgoing call and takes the incoming one; the lower SID rejects the incoming one. Both
+  sides compute the same answer, so exactly one call survives; a servald peer (which keeps both
+  calls) still ends up with at most one.
 """
 
 from __future__ import annotations
@@ -20,14 +28,16 @@ import enum
 import random
 from dataclasses import dataclass, field
 
+from vomp.codecs import choose_send_codec
 from vomp.events import (
     AudioFrameReceived,
     CallEnded,
     CallStateChanged,
+    EndReason,
     Event,
     IncomingCall,
 )
-from vomp.messages import AudioNumbering, CallState, Codec, VompAudio, VompMessage
+from vomp.messages import AudioNumbering, CallState, VompAudio, VompMessage
 
 NOCALL = CallState.NOCALL
 CALLPREP = CallState.CALLPREP
@@ -107,6 +117,8 @@ class Call:
     audio_time: int = 0  # in 20 ms units
     audio_seq: int = 0
     audio_in: AudioNumbering = field(default_factory=AudioNumbering)
+    end_reason: EndReason | None = None
+    end_detail: str = ""
 
     @property
     def state_byte(self) -> int:
@@ -127,12 +139,14 @@ class CallTable:
         rng: random.Random,
         *,
         can_ring: bool = True,
+        local_sid: bytes = b"",
     ) -> None:
         if not codecs:
             raise ValueError("a VoMP endpoint needs at least one codec")
         self.local_number = local_number
         self.codecs = tuple(sorted(set(codecs)))
         self.can_ring = can_ring
+        self.local_sid = local_sid  # for the simultaneous-dial tie-break
         self._rng = rng
         self._calls: dict[int, Call] = {}
         self._next_call_id = 1
@@ -152,18 +166,6 @@ class CallTable:
 
     def next_timer(self) -> float | None:
         return min((c.next_tick_at for c in self._calls.values()), default=None)
-
-    def audio_codec(self, call_id: int) -> int | None:
-        """The codec to send on this call (§12.1 REC): Opus if both sides have it, otherwise
-        µ-law if both do, otherwise any shared one; None before the peer's list is known."""
-        call = self._calls.get(call_id)
-        if call is None:
-            return None
-        shared = set(self.codecs) & set(call.remote_codecs)
-        for preferred in (Codec.OPUS, Codec.ULAW):
-            if preferred in shared:
-                return int(preferred)
-        return min(shared, default=None)
 
     # ----------------------------------------------------------- local actions
     def dial(self, remote_sid: bytes, called_number: str, now: float) -> Call:
@@ -189,15 +191,20 @@ class CallTable:
         if not (call.local_state <= RINGINGIN and call.remote_state == RINGINGOUT):
             raise CallError(f"cannot answer call {call_id} in state {call.state_byte:#04x}")
         call.created_at = now
+        if call.local_state < RINGINGIN:  # the caller must see us ring, if only for a moment
+            self._set_states(call, RINGINGIN, call.remote_state)
+            self._send_if_changed(call)
         self._set_states(call, INCALL, call.remote_state)
         self._send_if_changed(call)
 
-    def hang_up(self, call_id: int, now: float) -> None:
+    def hang_up(
+        self, call_id: int, now: float, reason: EndReason = EndReason.HUNG_UP, detail: str = ""
+    ) -> None:
         """Hang up, reject or cancel. Harmless on a call that has already gone."""
         call = self._calls.get(call_id)
         if call is None or call.local_state == CALLENDED:
             return
-        self._set_states(call, CALLENDED, call.remote_state)
+        self._set_states(call, CALLENDED, call.remote_state, reason, detail)
         self._send_if_changed(call)
 
     def send_audio(self, call_id: int, codec: int, payload: bytes, duration_ms: int) -> bool:
@@ -231,13 +238,15 @@ class CallTable:
             self._delete(call, now, timed_out=False)
             return
         since_created = now - call.created_at
-        timed_out = (
-            (call.remote_state < RINGINGOUT and since_created >= DIAL_TIMEOUT)
-            or (call.local_state < INCALL and since_created >= RING_TIMEOUT)
-            or (now - call.last_activity >= NETWORK_TIMEOUT)
-        )
-        if timed_out:
-            self._set_states(call, CALLENDED, CALLENDED)
+        reason = None
+        if call.remote_state < RINGINGOUT and since_created >= DIAL_TIMEOUT:
+            reason = EndReason.NO_REPLY
+        elif call.local_state < INCALL and since_created >= RING_TIMEOUT:
+            reason = EndReason.NO_ANSWER
+        elif now - call.last_activity >= NETWORK_TIMEOUT:
+            reason = EndReason.NETWORK_LOST
+        if reason is not None:
+            self._set_states(call, CALLENDED, CALLENDED, reason)
             self._send_status(call)
             self._delete(call, now, timed_out=True)
             return
@@ -292,33 +301,60 @@ class CallTable:
         call = self._new_call(remote_sid, msg.sender_session, is_caller=False, now=now)
         call.local_number = msg.called_number or ""
         call.remote_number = msg.caller_number or ""
-        ringing_out_same_peer = any(
-            c.is_caller and c.remote_sid == remote_sid and CALLPREP <= c.local_state <= RINGINGOUT
-            for c in self._calls.values()
+        ours = next(
+            (
+                c
+                for c in self._calls.values()
+                if c.is_caller
+                and c.remote_sid == remote_sid
+                and CALLPREP <= c.local_state <= RINGINGOUT
+            ),
+            None,
         )
-        if ringing_out_same_peer or not self.can_ring:
-            # Simultaneous dial (§12.2) or nothing to ring with: reject straight away.
+        if not self.can_ring:
             call.local_state = CALLENDED
+            call.end_reason = EndReason.CANNOT_RING
+        elif ours is not None and not self._their_call_wins(remote_sid):
+            call.local_state = CALLENDED
+            call.end_reason = EndReason.SIMULTANEOUS_DIAL
         else:
+            replaces = ours.call_id if ours is not None else None
             self.events.append(
-                IncomingCall(call.call_id, remote_sid, call.remote_number, call.local_number)
+                IncomingCall(
+                    call.call_id, remote_sid, call.remote_number, call.local_number, replaces
+                )
             )
+            if ours is not None:
+                ours.remote_number = ours.remote_number or call.remote_number
+                self.hang_up(ours.call_id, now, EndReason.SIMULTANEOUS_DIAL)
         return call
+
+    def _their_call_wins(self, remote_sid: bytes) -> bool:
+        """Simultaneous dial: the call placed by the lower SID is kept (both sides agree).
+        Without a local SID we cannot compare, and keep our own call as §12.2 suggests."""
+        return bool(self.local_sid) and remote_sid < self.local_sid
 
     def _apply(self, call: Call, msg: VompMessage, now: float) -> None:
         their = max(CallState(msg.sender_state), call.remote_state)
         mine = call.local_state
+        reason: EndReason | None = None
+        detail = ""
         if not self.can_ring:  # step 1
             mine = CALLENDED
+            reason = EndReason.CANNOT_RING
         if mine < RINGINGOUT and their < RINGINGOUT:  # step 2
             if msg.codecs is not None:
                 call.remote_codecs = tuple(msg.codecs)
             if msg.caller_number and not call.is_caller and not call.remote_number:
                 call.remote_number = msg.caller_number
-            if not set(call.remote_codecs) & set(self.codecs):
+            if choose_send_codec(self.codecs, call.remote_codecs) is None:
                 mine = CALLENDED
+                reason = reason or EndReason.NO_SHARED_CODEC
+                offered = ", ".join(f"{c:#04x}" for c in call.remote_codecs)
+                detail = f"no shared codec; far end offers [{offered}]"
         if their == CALLENDED:  # step 3
             mine = CALLENDED
+            reason = reason or self._far_end_reason(call)
         outcome = TRANSITIONS.get((mine, their))  # step 4
         if outcome is None:
             self.ignored += 1
@@ -327,8 +363,11 @@ class CallTable:
         if outcome is Outcome.ENDED_IF_CALLER:
             if call.is_caller:
                 mine = CALLENDED
+                reason = reason or EndReason.BUSY
         elif outcome is Outcome.RINGINGOUT_IF_CALLER:
             mine = RINGINGOUT if call.is_caller else CALLENDED
+            if not call.is_caller:
+                reason = reason or EndReason.PROTOCOL
         elif outcome is Outcome.INCALL:
             mine = INCALL
         elif outcome is Outcome.ANSWERED:
@@ -338,11 +377,24 @@ class CallTable:
             play = True
         if mine == INCALL and call.local_state < INCALL:
             call.audio_time = call.audio_seq = 0
-        self._set_states(call, mine, their)  # step 5
+        self._set_states(call, mine, their, reason, detail)  # step 5
         call.last_activity = now
         self._send_if_changed(call)
         if play and msg.audio is not None:
             self._play(call, msg.audio)
+
+    @staticmethod
+    def _far_end_reason(call: Call) -> EndReason:
+        """Why the far end's CALLENDED ended the call, judged by its last state we knew."""
+        if call.local_state >= INCALL:
+            return EndReason.ENDED_BY_FAR_END
+        if not call.is_caller:
+            return EndReason.CANCELLED
+        if call.remote_state == RINGINGIN:
+            return EndReason.REJECTED
+        if call.remote_state < RINGINGIN:
+            return EndReason.BUSY
+        return EndReason.ENDED_BY_FAR_END
 
     def _play(self, call: Call, audio: VompAudio) -> None:
         rebuilt = call.audio_in.accept(audio.time_field, audio.seq_field)
@@ -379,11 +431,21 @@ class CallTable:
         self._calls[call.call_id] = call
         return call
 
-    def _set_states(self, call: Call, mine: CallState, their: CallState) -> None:
+    def _set_states(
+        self,
+        call: Call,
+        mine: CallState,
+        their: CallState,
+        reason: EndReason | None = None,
+        detail: str = "",
+    ) -> None:
         new_local = max(call.local_state, CallState(mine))
         new_remote = max(call.remote_state, CallState(their))
         if (new_local, new_remote) == (call.local_state, call.remote_state):
             return
+        if new_local == CALLENDED and call.end_reason is None:
+            call.end_reason = reason or EndReason.HUNG_UP
+            call.end_detail = detail or call.end_reason.value
         call.local_state, call.remote_state = new_local, new_remote
         self.events.append(
             CallStateChanged(
@@ -395,6 +457,8 @@ class CallTable:
                 call.remote_sid,
                 call.remote_number,
                 call.remote_codecs,
+                call.end_reason,
+                call.end_detail,
             )
         )
 
@@ -425,4 +489,9 @@ class CallTable:
         del self._calls[call.call_id]
         if call.remote_session:
             self._deleted[(call.remote_sid, call.remote_session)] = now
-        self.events.append(CallEnded(call.call_id, call.remote_sid, timed_out))
+        reason = call.end_reason or EndReason.HUNG_UP
+        self.events.append(
+            CallEnded(
+                call.call_id, call.remote_sid, timed_out, reason, call.end_detail or reason.value
+            )
+        )

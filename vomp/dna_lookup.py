@@ -96,6 +96,14 @@ class DnaLookups:
         )
         return lookup.number, first
 
+    def number_of(self, sid: bytes, now: float) -> str:
+        """The number a recent, unexpired answer gave for `sid` ('' when none did)."""
+        for answers in self._cache.values():
+            for answer in answers.values():
+                if answer.sid == sid and answer.expires_at > now and answer.did:
+                    return answer.did
+        return ""
+
     def cached(self, number: str, now: float) -> list[Answer]:
         """Answers for `number` that have not expired."""
         answers = self._cache.get(number, {})

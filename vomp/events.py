@@ -6,7 +6,28 @@ back into application code, so nothing here holds a reference to a live object.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
+
+
+class EndReason(enum.Enum):
+    """Why a call ended, as this side saw it. servald never sends a reason (SPEC §12.5), so each
+    side infers it from the states it last knew; the value is the text a log line shows."""
+
+    HUNG_UP = "hung up here"
+    BUSY_HERE = "rejected here: busy with another call"
+    DECLINED = "declined here"
+    ENDED_BY_FAR_END = "ended by the far end"
+    CANCELLED = "the caller hung up before it was answered"
+    BUSY = "busy: the far end ended the call before it rang"
+    REJECTED = "rejected: the far end ended the call while ringing"
+    NO_SHARED_CODEC = "no shared codec"
+    CANNOT_RING = "nothing here can ring"
+    NO_REPLY = "no reply: the far end never started ringing (dial timeout)"
+    NO_ANSWER = "no answer (ring timeout)"
+    NETWORK_LOST = "network lost: nothing heard from the far end (network timeout)"
+    SIMULTANEOUS_DIAL = "both sides dialled each other: the other call was kept"
+    PROTOCOL = "the far end sent states that make no sense for this call"
 
 
 class Event:
@@ -49,12 +70,18 @@ class DnaLookupFinished(Event):
 
 @dataclass(frozen=True)
 class IncomingCall(Event):
-    """A peer dialled us; the application may `ring()`, `answer()` or `hang_up()` it."""
+    """A peer dialled us; the application may `ring()`, `answer()` or `hang_up()` it.
+
+    `replaces` is our own outgoing call to the same peer that gave way to this one (both sides
+    dialled each other at once; the call of the lower SID is kept): the user who dialled wants
+    this call, so the phone answers it at once.
+    """
 
     call: int
     remote_sid: bytes
     caller_number: str
     called_number: str
+    replaces: int | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +96,8 @@ class CallStateChanged(Event):
     remote_sid: bytes
     remote_number: str
     remote_codecs: tuple[int, ...] = ()  # the peer's codec list, once its first message came
+    end_reason: EndReason | None = None  # set once local_state is CALLENDED
+    end_detail: str = ""  # e.g. "no shared codec; far end offers [0x21]"
 
 
 @dataclass(frozen=True)
@@ -78,6 +107,8 @@ class CallEnded(Event):
     call: int
     remote_sid: bytes
     timed_out: bool
+    reason: EndReason = EndReason.HUNG_UP
+    detail: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Identities (SPEC §3) and the keyring file that stores them.
+"""Identities (SPEC §3) and the text of the keyring file that stores them.
 
 A Serval identity is one Ed25519 key pair; the SID is its X25519 (curve25519) form. Only the
 32-byte seed needs storing: everything else is derived, so the keyring holds seeds.
@@ -10,15 +10,15 @@ Keyring file format (UTF-8 text, mode 0600, one identity per line)::
 
 Example: ``37DEFDE4...7EB6 5552001 Alice Test``. The DID (phone number) is 5-31 characters of
 ``0-9 * # +``. Names may contain spaces but no tabs or line breaks.
+
+This module parses and formats that text; reading and writing the file is the edge's job
+(`firmware/keyring.py`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 from nacl import bindings
 
@@ -87,20 +87,20 @@ class KeyringEntry:
     name: str = ""
 
 
-def load_keyring(path: str | os.PathLike[str]) -> list[KeyringEntry]:
-    """Read a keyring file; a malformed line raises KeyringError naming file, line and fix."""
-    path = Path(path)
+def parse_keyring(text: str, source: str) -> list[KeyringEntry]:
+    """The entries of a keyring's text; a malformed line raises KeyringError naming
+    `source` (the file), the line and the fix."""
     entries = []
     first_line: dict[bytes, int] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        text = line.strip()
-        if not text or text.startswith("#"):
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
             continue
-        entry = _parse_line(text, f"{path}:{number}")
+        entry = _parse_line(stripped, f"{source}:{number}")
         sid = entry.identity.sid
         if sid in first_line:
             raise KeyringError(
-                f"{path}:{number}: same identity as line {first_line[sid]}; fix: delete one of "
+                f"{source}:{number}: same identity as line {first_line[sid]}; fix: delete one of "
                 f"the two lines"
             )
         first_line[sid] = number
@@ -147,30 +147,3 @@ def format_keyring(entries: list[KeyringEntry]) -> str:
         did = entry.did if entry.did is not None else "-"
         lines.append(f"{entry.identity.seed.hex().upper()} {did} {entry.name}".rstrip())
     return "\n".join(lines) + "\n"
-
-
-def save_keyring(path: str | os.PathLike[str], entries: list[KeyringEntry]) -> None:
-    """Write atomically: temp file in the same dir, fsync, rename, fsync the dir; mode 0600.
-
-    A crash at any point leaves either the old keyring or the new one, never a torn file.
-    """
-    path = Path(path)
-    data = format_keyring(entries).encode("utf-8")
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

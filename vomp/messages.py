@@ -24,18 +24,6 @@ class CallState(IntEnum):
     CALLENDED = 6
 
 
-class Codec(IntEnum):
-    PCM16 = 0x01
-    ULAW = 0x02
-    ALAW = 0x03
-    GSM = 0x04
-    CODEC2_1200 = 0x05
-    CODEC2_3200 = 0x06
-    OPUS = 0x07
-    DTMF = 0x20
-    TEXT = 0x21
-
-
 # 20 ms per unit of the time field.
 TIME_UNIT_MS = 20
 AUDIO_HEADER_LEN = 5

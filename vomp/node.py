@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from vomp import crypto, keymap, linkstate, mdp, please_explain
 from vomp.address import AddressBook
 from vomp.call import CallError, CallTable
+from vomp.codecs import OUR_CODECS
 from vomp.dna import (
     encode_dna_reply,
     encode_dna_request,
@@ -34,6 +35,7 @@ from vomp.dna_lookup import LOOKUP_TIMEOUT, DnaLookups
 from vomp.events import (
     DnaAnswer,
     DnaLookupFinished,
+    EndReason,
     Event,
     PacketDropped,
     PeerFound,
@@ -41,7 +43,7 @@ from vomp.events import (
 )
 from vomp.identity import Identity
 from vomp.mdp import MdpMode
-from vomp.messages import Codec, encode_vomp, parse_vomp
+from vomp.messages import encode_vomp, parse_vomp
 from vomp.neighbours import ACK_SOON_DELAY, TICK_INTERVAL, Neighbour, NeighbourTable
 from vomp.packet import (
     MTU,
@@ -97,7 +99,7 @@ class Node:
         name: str = "",
         *,
         rng: random.Random | None = None,
-        codecs: tuple[int, ...] = (Codec.ULAW, Codec.OPUS),
+        codecs: tuple[int, ...] = OUR_CODECS,
         can_ring: bool = True,
     ) -> None:
         if not is_valid_did(number):
@@ -115,7 +117,7 @@ class Node:
         self.book = AddressBook()
         self.book.learn(self.sid, identity.sign_public)
         self.neighbours = NeighbourTable(self._rng)
-        self.calls = CallTable(number, codecs, self._rng, can_ring=can_ring)
+        self.calls = CallTable(number, codecs, self._rng, can_ring=can_ring, local_sid=identity.sid)
         self.lookups = DnaLookups(self._rng)
         self.counters: Counter[str] = Counter()
         self._keys = crypto.SharedKeyCache()
@@ -195,12 +197,13 @@ class Node:
         """Call a SID (bytes) or a number. Returns the call id, or None while a number is
         being looked up: the call is placed when the first answer arrives (a
         CallStateChanged event carries its id) and abandoned with DnaLookupFinished otherwise.
+        A SID is called with its number when a recent lookup answer names it.
         """
         self._ensure_started(now)
         if isinstance(target, bytes):
             if len(target) != 32:
                 raise ValueError("a SID is 32 bytes")
-            return self._dial_sid(target, "", now)
+            return self._dial_sid(target, self.lookups.number_of(target, now), now)
         if not is_valid_did(target):
             raise ValueError(f"cannot dial {target!r}: use 5 to 31 characters of 0-9 * # +")
         for answer in self.lookups.cached(target, now):
@@ -218,13 +221,10 @@ class Node:
         self.calls.answer(call, now)
         self._flush_calls()
 
-    def hang_up(self, call: int, now: float) -> None:
-        self.calls.hang_up(call, now)
+    def hang_up(self, call: int, now: float, reason: EndReason = EndReason.HUNG_UP) -> None:
+        """Hang up, reject or cancel; `reason` is what this side's events and logs say."""
+        self.calls.hang_up(call, now, reason)
         self._flush_calls()
-
-    def audio_codec(self, call: int) -> int | None:
-        """The codec to send on `call`: Opus if both sides have it, else µ-law (§12.1 REC)."""
-        return self.calls.audio_codec(call)
 
     def send_audio(self, call: int, codec: int, payload: bytes, duration_ms: int) -> bool:
         """Queue one audio frame (opaque bytes); False if the call is not INCALL."""

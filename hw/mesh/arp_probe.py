@@ -45,26 +45,70 @@ def probe_frame(own_mac: str, target: IPv4Address) -> bytes:
 
 
 def claims_address(frame: bytes, target: IPv4Address, own_mac: str) -> bool:
-    """True when `frame` is an ARP packet from another machine that uses `target`.
+    """True when `frame` is an ARP packet from another machine that uses `target`."""
+    return claimant(frame, target, own_mac) is not None
+
+
+def claimant(frame: bytes, target: IPv4Address, own_mac: str) -> str | None:
+    """The MAC of the other machine that `frame` shows using `target`, or None.
 
     Total on any input: short or foreign frames are simply not claims.
     """
     if len(frame) < _ETH_HEADER + _ARP.size:
-        return False
+        return None
     if struct.unpack_from("!H", frame, 12)[0] != ETH_P_ARP:
-        return False
+        return None
     htype, ptype, hlen, plen, _op, sha, spa, _tha, tpa = _ARP.unpack_from(frame, _ETH_HEADER)
     if (htype, ptype, hlen, plen) != (ARPHRD_ETHER, 0x0800, 6, 4):
-        return False
+        return None
     if sha == mac_bytes(own_mac):
-        return False
-    if spa == target.packed:
-        return True  # an answer, or someone announcing the address
-    # RFC 5227 2.1.1: another host probing for the same address at the same time.
-    return spa == b"\0\0\0\0" and tpa == target.packed
+        return None
+    # An answer or someone announcing the address; or (RFC 5227 2.1.1) another host probing
+    # for the same address at the same time.
+    if spa == target.packed or (spa == b"\0\0\0\0" and tpa == target.packed):
+        return sha.hex(":")
+    return None
 
 
-async def address_in_use(
+def announcement_frame(own_mac: str, address: IPv4Address) -> bytes:
+    """An RFC 5227 ARP announcement: a request with our address as sender and target, so every
+    neighbour's ARP cache (and batman-adv's distributed ARP table) points `address` at us."""
+    sender = mac_bytes(own_mac)
+    arp = _ARP.pack(
+        ARPHRD_ETHER, 0x0800, 6, 4, ARPOP_REQUEST, sender, address.packed, b"\0" * 6,
+        address.packed,
+    )  # fmt: skip
+    return BROADCAST_MAC + sender + struct.pack("!H", ETH_P_ARP) + arp
+
+
+def _packet_socket(ifname: str, netns: str | None) -> socket.socket:
+    sock = pyroute2_netns.create_socket(
+        netns=netns, family=socket.AF_PACKET, socket_type=socket.SOCK_RAW, proto=0
+    )
+    try:
+        sock.bind((ifname, ETH_P_ARP))
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+async def announce(
+    ifname: str, address: IPv4Address, own_mac: str, *, count: int = 2, netns: str | None = None
+) -> None:
+    """Send `count` ARP announcements for `address`, 0.2 s apart (RFC 5227 uses two)."""
+    sock = _packet_socket(ifname, netns)
+    try:
+        for index in range(count):
+            if index:
+                await asyncio.sleep(0.2)
+            sock.send(announcement_frame(own_mac, address))
+    finally:
+        sock.close()
+
+
+async def address_holder(
     ifname: str,
     target: IPv4Address,
     own_mac: str,
@@ -73,14 +117,10 @@ async def address_in_use(
     interval: float = 0.3,
     wait: float = 1.0,
     netns: str | None = None,
-) -> bool:
-    """Send `probes` ARP probes for `target` on `ifname`; True if anyone else claims it."""
-    sock = pyroute2_netns.create_socket(
-        netns=netns, family=socket.AF_PACKET, socket_type=socket.SOCK_RAW, proto=0
-    )
+) -> str | None:
+    """Send `probes` ARP probes for `target` on `ifname`; the MAC of whoever else claims it."""
+    sock = _packet_socket(ifname, netns)
     try:
-        sock.bind((ifname, ETH_P_ARP))
-        sock.setblocking(False)
         loop = asyncio.get_running_loop()
         frame = probe_frame(own_mac, target)
         deadline = loop.time() + probes * interval + wait
@@ -97,8 +137,16 @@ async def address_in_use(
                 received = await asyncio.wait_for(loop.sock_recv(sock, 2048), timeout)
             except TimeoutError:
                 continue
-            if claims_address(received, target, own_mac):
-                return True
-        return False
+            holder = claimant(received, target, own_mac)
+            if holder is not None:
+                return holder
+        return None
     finally:
         sock.close()
+
+
+async def address_in_use(
+    ifname: str, target: IPv4Address, own_mac: str, *, netns: str | None = None
+) -> bool:
+    """True if another machine answers a probe for `target` (see `address_holder`)."""
+    return await address_holder(ifname, target, own_mac, netns=netns) is not None

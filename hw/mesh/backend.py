@@ -25,6 +25,14 @@ class AddAddress:
 
 
 @dataclass(frozen=True)
+class RemoveAddress:
+    """Not planned by `plan`: the manager gives an address up when another handset keeps it."""
+
+    ifindex: int
+    address: IPv4Interface
+
+
+@dataclass(frozen=True)
 class InterfaceAddress:
     ifname: str
     up: bool
@@ -35,9 +43,15 @@ class InterfaceAddress:
 class MeshBackend(Protocol):
     async def observe(self, radio: str | None, mesh: str) -> Observed: ...
 
-    async def apply(self, action: Action | AddAddress) -> None: ...
+    async def apply(self, action: Action | AddAddress | RemoveAddress) -> None: ...
 
-    async def address_in_use(self, ifname: str, address: IPv4Address, own_mac: str) -> bool: ...
+    async def address_holder(self, ifname: str, address: IPv4Address, own_mac: str) -> str | None:
+        """Probe `address` (RFC 5227); the MAC of another machine that answers, else None."""
+        ...
+
+    async def announce(self, ifname: str, address: IPv4Address, own_mac: str) -> None:
+        """Tell every neighbour (ARP caches, batman-adv's ARP table) that `address` is ours."""
+        ...
 
     async def wait_for_change(self, timeout: float) -> bool:
         """Return True when the kernel reported a change, False after `timeout` seconds."""

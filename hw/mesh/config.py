@@ -9,6 +9,8 @@ from typing import Literal
 
 MODES = ("ibss", "unmanaged")
 BACKENDS = ("pyroute2", "fake")
+BOOL_SETTINGS = ("bridged", "ht")
+FLOAT_SETTINGS = ("poll_interval_s", "watch_interval_s", "address_check_interval_s")
 
 Mode = Literal["ibss", "unmanaged"]
 Backend = Literal["pyroute2", "fake"]
@@ -30,6 +32,11 @@ class MeshConfig:
     ssid: str = "mesh-handset"
     freq_mhz: int = 2412
     bssid: str = "02:ca:ff:ee:ba:be"
+    # Join the IBSS with 802.11n (HT20) instead of legacy rates. Off by default: with HT a
+    # neighbour keeps a block-ack window for a station whose radio reset and silently drops its
+    # unicast until the restarted sequence numbers pass the old ones (tens of seconds). Legacy
+    # rates (54 Mbit/s) are far more than voice needs.
+    ht: bool = False
     # batman-adv adds 32 bytes per frame; 1560 keeps 1500-byte IP packets unfragmented.
     min_mtu: int = 1560
     prefix: IPv4Network = DEFAULT_PREFIX
@@ -40,6 +47,13 @@ class MeshConfig:
     interface: str | None = None  # unmanaged mode; None: the first up interface with IPv4
     netns: str | None = None  # manage this network namespace instead of our own (bench nodes)
     poll_interval_s: float = 5.0  # re-check even without a netlink event
+    # How often the running manager reads batman-adv's originator table: new originators mean
+    # partitions merged, and then this handset's address is probed again for a duplicate.
+    watch_interval_s: float = 2.0
+    address_check_interval_s: float = 60.0  # re-probe the address even without a merge
+    # Where a running manager (`handset mesh watch`) keeps its status as JSON, so that
+    # `handset mesh status` can say when the mesh last healed; None: nowhere.
+    status_file: str | None = None
 
     def __post_init__(self) -> None:
         _check(self.mode in MODES, "mode", self.mode, f"use one of {', '.join(MODES)}")
@@ -60,7 +74,17 @@ class MeshConfig:
             self.orig_interval_ms,
             "use 1000",
         )
+        for name in BOOL_SETTINGS:
+            value = getattr(self, name)
+            _check(isinstance(value, bool), name, value, "use true or false")
         _check(self.poll_interval_s > 0, "poll_interval_s", self.poll_interval_s, "use 5")
+        _check(self.watch_interval_s > 0, "watch_interval_s", self.watch_interval_s, "use 2")
+        _check(
+            self.address_check_interval_s > 0,
+            "address_check_interval_s",
+            self.address_check_interval_s,
+            "use 60",
+        )
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, object], where: str = "mesh config") -> MeshConfig:
@@ -85,9 +109,9 @@ def _convert(key: str, value: object, where: str) -> object:
             return IPv4Network(str(value), strict=True)
         if key in ("freq_mhz", "min_mtu", "orig_interval_ms"):
             return int(str(value))
-        if key == "poll_interval_s":
+        if key in FLOAT_SETTINGS:
             return float(str(value))
-        if key == "bridged":
+        if key in BOOL_SETTINGS:
             if isinstance(value, bool):
                 return value
             text = str(value).strip().lower()
@@ -98,7 +122,8 @@ def _convert(key: str, value: object, where: str) -> object:
         raise MeshConfigError(
             f"{where}: mesh setting {key}={value!r} is invalid: {error}"
         ) from None
-    return None if value in ("", None) and key in ("radio", "interface", "netns") else value
+    optional = ("radio", "interface", "netns", "status_file")
+    return None if value in ("", None) and key in optional else value
 
 
 def _check(ok: bool, key: str, value: object, fix: str) -> None:

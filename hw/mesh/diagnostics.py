@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from hw.mesh.batadv import TQ_MAX, Neighbour, Originator
 from hw.mesh.manager import MeshStatus
 
@@ -14,11 +16,25 @@ def format_status(status: MeshStatus) -> str:
         f"address: {status.address or '-'}",
         f"IBSS joins: {status.joins}",
     ]
+    lines.append(f"last heal: {format_heal(status)}")
+    if status.address_conflicts:
+        lines.append(f"duplicate addresses seen: {status.address_conflicts}")
     if status.warning:
         lines.append(f"warning: {status.warning}")
     if status.last_error:
         lines.append(f"last error: {status.last_error} ({status.errors} so far)")
     return "\n".join(lines)
+
+
+def format_heal(status: MeshStatus) -> str:
+    """When the mesh last became whole again, how long that took and what was repaired."""
+    if status.last_heal_at is None or status.last_heal_s is None:
+        return "never (nothing broke since start)"
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(status.last_heal_at))
+    return (
+        f"{when}, took {status.last_heal_s * 1000:.0f} ms ({status.last_heal}); "
+        f"{status.heals} heal{'s' if status.heals != 1 else ''} so far"
+    )
 
 
 def format_neighbours(neighbours: list[Neighbour], ifnames: dict[int, str]) -> str:

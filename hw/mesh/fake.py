@@ -13,7 +13,7 @@ import errno
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface
 
-from hw.mesh.backend import AddAddress, InterfaceAddress
+from hw.mesh.backend import AddAddress, InterfaceAddress, RemoveAddress
 from hw.mesh.batadv import Neighbour, Originator
 from hw.mesh.reconcile import (
     IFTYPE_ADHOC,
@@ -50,6 +50,7 @@ class FakeLink:
     iftype: str = "station"
     ssid: str | None = None
     freq_mhz: int | None = None
+    ht: bool | None = None
     # batman-adv only
     bridge_loop_avoidance: bool = True
     orig_interval_ms: int = 1000
@@ -62,7 +63,8 @@ def _error(code: int, what: str) -> OSError:
 class FakeMeshBackend:
     def __init__(self) -> None:
         self.links: dict[int, FakeLink] = {}
-        self.applied: list[Action | AddAddress] = []
+        self.applied: list[Action | AddAddress | RemoveAddress] = []
+        self.announced: list[IPv4Address] = []
         self.probed: list[IPv4Address] = []
         self.foreign_addresses: dict[IPv4Address, str] = {}  # held by other hosts: address -> MAC
         self.neighbour_table: list[Neighbour] = []
@@ -100,7 +102,7 @@ class FakeMeshBackend:
 
     def drop_out_of_ibss(self, ifname: str = "wlan0") -> None:
         link = self._need(ifname)
-        link.ssid = link.freq_mhz = None
+        link.ssid = link.freq_mhz = link.ht = None
         self._changed.set()
 
     def remove_link(self, ifname: str) -> None:
@@ -128,7 +130,7 @@ class FakeMeshBackend:
             mesh=_mesh_state(mesh_link) if mesh_link is not None else None,
         )
 
-    async def apply(self, action: Action | AddAddress) -> None:
+    async def apply(self, action: Action | AddAddress | RemoveAddress) -> None:
         failure = self.fail_next.pop(type(action), None)
         if failure is not None:
             raise failure
@@ -148,14 +150,14 @@ class FakeMeshBackend:
                 link.mtu = mtu
             case LeaveIbss(ifindex):
                 link = self._radio(ifindex)
-                link.ssid = link.freq_mhz = None
+                link.ssid = link.freq_mhz = link.ht = None
             case JoinIbss(ifindex, ibss):
                 link = self._radio(ifindex)
                 if not link.up or link.iftype != IFTYPE_ADHOC:
                     raise _error(errno.ENETDOWN if not link.up else errno.EOPNOTSUPP, "join")
                 if link.ssid is not None:
                     raise _error(errno.EALREADY, "already in an IBSS")
-                link.ssid, link.freq_mhz = ibss.ssid, ibss.freq_mhz
+                link.ssid, link.freq_mhz, link.ht = ibss.ssid, ibss.freq_mhz, ibss.ht
                 if self.slow_joins:
                     link.freq_mhz = None
                     self._joining = (link, ibss.freq_mhz)
@@ -176,15 +178,20 @@ class FakeMeshBackend:
                     link.orig_interval_ms = interval
             case AddAddress(ifindex, address):
                 self._by_index(ifindex).addresses.append(address)
+            case RemoveAddress(ifindex, address):
+                self._by_index(ifindex).addresses.remove(address)
             case _:
                 raise TypeError(f"the fake backend cannot apply {action!r}")
         # Our own steps do not wake the manager: like netlink, only the world's changes do.
         self._changed.clear()
 
-    async def address_in_use(self, ifname: str, address: IPv4Address, own_mac: str) -> bool:
+    async def address_holder(self, ifname: str, address: IPv4Address, own_mac: str) -> str | None:
         self.probed.append(address)
         holder = self.foreign_addresses.get(address)
-        return holder is not None and holder != own_mac
+        return holder if holder is not None and holder != own_mac else None
+
+    async def announce(self, ifname: str, address: IPv4Address, own_mac: str) -> None:
+        self.announced.append(address)
 
     async def wait_for_change(self, timeout: float) -> bool:
         if self._joining is not None:
@@ -240,7 +247,7 @@ class FakeMeshBackend:
     def _set_up(link: FakeLink, up: bool) -> None:
         link.up = up
         if not up and link.wifi:
-            link.ssid = link.freq_mhz = None  # cfg80211 leaves the IBSS on NETDEV_DOWN
+            link.ssid = link.freq_mhz = link.ht = None  # cfg80211 leaves the IBSS on NETDEV_DOWN
 
 
 def _radio_state(link: FakeLink) -> RadioState:
@@ -254,6 +261,7 @@ def _radio_state(link: FakeLink) -> RadioState:
         master=link.master,
         ssid=link.ssid,
         freq_mhz=link.freq_mhz,
+        ht=link.ht,
     )
 
 

@@ -21,7 +21,7 @@ from pyroute2.netlink.nl80211 import IFTYPE_NAMES
 from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_LINK
 
 from hw.mesh import arp_probe
-from hw.mesh.backend import AddAddress, InterfaceAddress
+from hw.mesh.backend import AddAddress, InterfaceAddress, RemoveAddress
 from hw.mesh.batadv import AsyncBatadv, Neighbour, Originator
 from hw.mesh.reconcile import (
     Action,
@@ -42,6 +42,8 @@ from hw.mesh.reconcile import (
 log = logging.getLogger(__name__)
 
 IFF_UP = 0x1
+# enum nl80211_chan_width: 20 MHz without HT, 5 and 10 MHz; every other width is HT or wider.
+NO_HT_WIDTHS = (0, 6, 7)
 _IFTYPE_BY_NUMBER = {number: name for name, number in IFTYPE_NAMES.items()}
 
 
@@ -143,6 +145,7 @@ class Pyroute2Backend:
             if link is None:
                 continue  # vanished between the two dumps
             ssid = wif.get_attr("NL80211_ATTR_SSID")
+            width = wif.get_attr("NL80211_ATTR_CHANNEL_WIDTH")
             iftype = _IFTYPE_BY_NUMBER.get(wif.get_attr("NL80211_ATTR_IFTYPE"), "unknown")
             return RadioState(
                 ifindex=ifindex,
@@ -154,6 +157,7 @@ class Pyroute2Backend:
                 master=link.get("master"),
                 ssid=ssid or None,
                 freq_mhz=wif.get_attr("NL80211_ATTR_WIPHY_FREQ") if ssid else None,
+                ht=None if not ssid or width is None else width not in NO_HT_WIDTHS,
             )
         return None
 
@@ -218,7 +222,7 @@ class Pyroute2Backend:
 
     # --- acting ------------------------------------------------------------------------------
 
-    async def apply(self, action: Action | AddAddress) -> None:
+    async def apply(self, action: Action | AddAddress | RemoveAddress) -> None:
         ipr = await self.ipr()
         match action:
             case SetLinkUp(ifindex, up):
@@ -236,7 +240,7 @@ class Pyroute2Backend:
                     ibss.freq_mhz,
                     bssid=ibss.bssid,
                     channel_fixed=True,
-                    width="20",
+                    width="20" if ibss.ht else "20_noht",
                 )
             case CreateMesh(ifname):
                 await ipr.link("add", ifname=ifname, kind="batadv")
@@ -256,11 +260,24 @@ class Pyroute2Backend:
                     prefixlen=address.network.prefixlen,
                     broadcast=str(address.network.broadcast_address),
                 )
+            case RemoveAddress(ifindex, address):
+                await ipr.addr(
+                    "del",
+                    index=ifindex,
+                    address=str(address.ip),
+                    prefixlen=address.network.prefixlen,
+                )
             case _:
                 raise TypeError(f"the kernel backend cannot apply {action!r}")
 
+    async def address_holder(self, ifname: str, address: IPv4Address, own_mac: str) -> str | None:
+        return await arp_probe.address_holder(ifname, address, own_mac, netns=self.netns)
+
     async def address_in_use(self, ifname: str, address: IPv4Address, own_mac: str) -> bool:
-        return await arp_probe.address_in_use(ifname, address, own_mac, netns=self.netns)
+        return await self.address_holder(ifname, address, own_mac) is not None
+
+    async def announce(self, ifname: str, address: IPv4Address, own_mac: str) -> None:
+        await arp_probe.announce(ifname, address, own_mac, netns=self.netns)
 
     # --- diagnostics -------------------------------------------------------------------------
 

@@ -9,8 +9,11 @@ a radio reset or a vanished interface needs no special code and no service resta
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from dataclasses import dataclass
+import os
+import time
+from dataclasses import asdict, dataclass
 from ipaddress import IPv4Address, IPv4Interface
 from itertools import islice
 
@@ -18,18 +21,21 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from hw.mesh.addressing import candidate_addresses, mesh_mac
 from hw.mesh.arp_probe import mac_bytes
-from hw.mesh.backend import AddAddress, MeshBackend, make_backend
+from hw.mesh.backend import AddAddress, MeshBackend, RemoveAddress, make_backend
 from hw.mesh.batadv import Neighbour, Originator
 from hw.mesh.config import MeshConfig
 from hw.mesh.reconcile import (
     JOINING,
     ClaimAddress,
+    CreateMesh,
     DesiredMesh,
     Ibss,
     JoinIbss,
     Observed,
     Plan,
+    SetLinkUp,
     SetMtu,
+    SetRadioType,
     plan,
 )
 
@@ -41,6 +47,8 @@ MAX_ROUNDS = 8
 RETRY_FIRST_S = 0.5
 JOIN_SETTLE_S = 15.0  # how long converge waits for mac80211 to finish an IBSS join
 KERNEL_ERRORS = (OSError, NetlinkError)
+# After this handset kept a contested address, probe again this soon to see the other one moved.
+CONFLICT_RECHECK_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,17 @@ class MeshStatus:
     errors: int = 0
     last_error: str | None = None
     warning: str | None = None  # a degraded but working setup, e.g. a radio capped at MTU 1500
+    heals: int = 0  # times the mesh was broken here and became whole again
+    last_heal_at: float | None = None  # wall-clock time (time.time()) it was whole again
+    last_heal_s: float | None = None  # how long it took, from noticing the break
+    last_heal: str | None = None  # what was repaired
+    address_conflicts: int = 0  # another handset answered for our address (partitions merged)
+
+    def report(self) -> dict:
+        """The status as JSON-able values, for the daemon's status and the status file."""
+        values = asdict(self)
+        values["address"] = str(self.address) if self.address is not None else None
+        return values
 
 
 class StepFailed(RuntimeError):
@@ -89,9 +108,21 @@ class MeshManager:
         # Some radios (the Pi's brcmfmac) cap the MTU at 1500: then batman-adv fragments, and
         # the mesh must come up anyway rather than fail on the MTU step forever.
         self._mtu_refused = False
+        self._converging = asyncio.Lock()
+        self._was_ready = False
+        self._broken: tuple[float, str] | None = None  # (monotonic time noticed, what broke)
+        self._mesh_ifindex: int | None = None
+        self._avoid: set[IPv4Address] = set()  # addresses another handset won from us
+        self._originators: set[str] | None = None  # last seen in the watch; None: not yet
+        self._next_address_check = 0.0
+        self._conflict_kept_since: float | None = None  # we kept a contested address
 
     async def run(self) -> None:
-        """Keep the mesh up until cancelled.
+        """Keep the mesh up until cancelled: the repair loop and the merge watch, side by side."""
+        await asyncio.gather(self._repair_loop(), self._watch_loop())
+
+    async def _repair_loop(self) -> None:
+        """Converge, then sleep until the kernel reports a change or the poll interval passes.
 
         After a refused step the kernel may send no further event (the step raced with someone
         else's change), so retries come on their own: 0.5 s, then doubling up to the poll interval.
@@ -107,11 +138,68 @@ class MeshManager:
                 await self.backend.wait_for_change(min(retry, self.config.poll_interval_s))
                 retry *= 2
 
+    async def _watch_loop(self) -> None:
+        if self.config.mode == "unmanaged":
+            return
+        while True:
+            await asyncio.sleep(self.config.watch_interval_s)
+            try:
+                await self.watch()
+            except KERNEL_ERRORS as error:
+                log.warning("mesh: watching for merges failed: %s", error)
+
+    async def watch(self) -> None:
+        """Probe our address for a duplicate when partitions merged (batman-adv shows originators
+        it did not know) or the check interval passed, and settle a duplicate without a human:
+        of the two handsets the one with the greater bat0 MAC moves, so exactly one side does."""
+        address = self.status.address
+        if not self.status.ready or address is None or self.identity is None:
+            return
+        cfg = self.config
+        known = {o.address for o in await self.backend.originators(cfg.mesh_interface)}
+        now = time.monotonic()
+        merged = self._originators is not None and bool(known - self._originators)
+        self._originators = known
+        if not merged and now < self._next_address_check:
+            return
+        self._next_address_check = now + cfg.address_check_interval_s
+        own_mac = mesh_mac(self.identity)
+        holder = await self.backend.address_holder(cfg.mesh_interface, address.ip, own_mac)
+        if holder is None:
+            if self._conflict_kept_since is not None:
+                self._healed(
+                    self._conflict_kept_since, "duplicate address: the other handset moved"
+                )
+                self._conflict_kept_since = None
+                await self.backend.announce(cfg.mesh_interface, address.ip, own_mac)
+            return
+        self.status.address_conflicts += 1
+        if own_mac.lower() < holder.lower():
+            log.warning("mesh: %s is also held by %s; it moves, we keep it", address.ip, holder)
+            self._conflict_kept_since = self._conflict_kept_since or now
+            self._next_address_check = now + CONFLICT_RECHECK_S
+            await self.backend.announce(cfg.mesh_interface, address.ip, own_mac)
+            self._write_status_file()
+            return
+        log.warning("mesh: %s is also held by %s; moving to the next address", address.ip, holder)
+        self._avoid.add(address.ip)
+        async with self._converging:
+            self._broken = (now, f"duplicate address {address.ip}: moved")
+            if self._mesh_ifindex is not None:
+                await self.backend.apply(RemoveAddress(self._mesh_ifindex, address))
+        await self.converge()
+
     async def converge(self) -> MeshStatus:
         """Observe, plan and apply until the plan is empty, a step fails or MAX_ROUNDS pass."""
         if self.config.mode == "unmanaged":
             await self._find_unmanaged_endpoint()
             return self.status
+        async with self._converging:
+            await self._converge()
+        self._write_status_file()
+        return self.status
+
+    async def _converge(self) -> None:
         loop = asyncio.get_running_loop()
         rounds, settle_deadline = 0, None
         while rounds < MAX_ROUNDS:
@@ -134,7 +222,6 @@ class MeshManager:
             if remaining <= 0:
                 break
             await self.backend.wait_for_change(remaining)
-        return self.status
 
     async def inspect(self) -> MeshStatus:
         """Fill the status from what the kernel holds, changing nothing (diagnostics)."""
@@ -159,7 +246,40 @@ class MeshManager:
         steps = plan(desired, observed)
         ready = steps.done and steps.waiting_for is None
         self._record(observed, ready=ready, waiting_for=steps.waiting_for)
+        self._track_heal(ready, steps)
         return desired, steps
+
+    def _track_heal(self, ready: bool, steps: Plan) -> None:
+        """A mesh that was whole and is not any more is broken from now until it is whole."""
+        if ready:
+            if self._broken is not None:
+                self._healed(*self._broken)
+                self._broken = None
+            self._was_ready = True
+        elif self._was_ready and self._broken is None:
+            self._broken = (time.monotonic(), _describe_break(steps))
+
+    def _healed(self, since: float, what: str) -> None:
+        took = time.monotonic() - since
+        self.status.heals += 1
+        self.status.last_heal_at = time.time()
+        self.status.last_heal_s = took
+        self.status.last_heal = what
+        log.info("mesh: healed (%s) in %.3f s", what, took)
+        self._write_status_file()
+
+    def _write_status_file(self) -> None:
+        """Replace the status file atomically, so a reader never sees half of it."""
+        path = self.config.status_file
+        if path is None:
+            return
+        tmp = f"{path}.tmp"
+        try:
+            with open(tmp, "w") as file:
+                json.dump(self.status.report(), file)
+            os.replace(tmp, path)
+        except OSError as error:
+            log.warning("mesh: cannot write %s: %s", path, error)
 
     async def _round(self) -> bool:
         """One observe-plan-apply round; True when there was nothing left to do."""
@@ -193,7 +313,7 @@ class MeshManager:
         return DesiredMesh(
             radio=cfg.radio,
             mesh=cfg.mesh_interface,
-            ibss=Ibss(cfg.ssid, cfg.freq_mhz, cfg.bssid),
+            ibss=Ibss(cfg.ssid, cfg.freq_mhz, cfg.bssid, ht=cfg.ht),
             min_mtu=0 if self._mtu_refused else cfg.min_mtu,
             mesh_mac=mesh_mac(identity),
             bridge_loop_avoidance=cfg.bridged,
@@ -211,6 +331,7 @@ class MeshManager:
         self.status.waiting_for = None if ready else waiting_for or "setting up"
         self.status.radio = observed.radio.ifname if observed.radio else None
         mesh = observed.mesh
+        self._mesh_ifindex = mesh.ifindex if mesh is not None else None
         in_prefix = [a for a in mesh.addresses if a.network == self.config.prefix] if mesh else []
         self.status.address = in_prefix[0] if in_prefix else None
         if ready:
@@ -221,11 +342,14 @@ class MeshManager:
         for candidate in islice(
             candidate_addresses(self.identity, action.prefix), MAX_ADDRESS_CANDIDATES
         ):
-            if await self.backend.address_in_use(action.ifname, candidate, desired.mesh_mac):
+            if candidate in self._avoid:
+                continue
+            if await self.backend.address_holder(action.ifname, candidate, desired.mesh_mac):
                 log.warning("mesh: %s is taken, trying the next candidate", candidate)
                 continue
             address = IPv4Interface(f"{candidate}/{action.prefix.prefixlen}")
             await self.backend.apply(AddAddress(action.ifindex, address))
+            await self.backend.announce(action.ifname, candidate, desired.mesh_mac)
             return
         raise AddressExhausted(
             f"all {MAX_ADDRESS_CANDIDATES} candidate addresses in {action.prefix} are taken"
@@ -275,3 +399,17 @@ class MeshManager:
 
     async def close(self) -> None:
         await self.backend.close()
+
+
+def _describe_break(steps: Plan) -> str:
+    """What a repair is about, from the first plan that found the mesh broken."""
+    kinds = {type(action) for action in steps.actions}
+    if CreateMesh in kinds:
+        return "bat0 re-created"
+    if kinds & {SetRadioType, JoinIbss, SetLinkUp} or steps.waiting_for == JOINING:
+        return "radio back in the IBSS"
+    if ClaimAddress in kinds:
+        return "address claimed again"
+    if steps.waiting_for:
+        return steps.waiting_for
+    return "mesh settings restored: " + ", ".join(sorted(k.__name__ for k in kinds))

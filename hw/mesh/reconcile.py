@@ -23,6 +23,7 @@ class Ibss:
     ssid: str
     freq_mhz: int
     bssid: str
+    ht: bool = False  # 802.11n HT20; False joins with legacy rates only (nl80211 20_noht)
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class RadioState:
     master: int | None  # ifindex of the interface it is enslaved to
     ssid: str | None  # the IBSS it is in, None when it is in none
     freq_mhz: int | None
+    ht: bool | None = None  # joined with HT; None when the kernel does not say
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,11 @@ def _plan_radio(desired: DesiredMesh, radio: RadioState, result: Plan) -> None:
         # loaded machine again and again; the kernel reports (carrier up) when it is done.
         result.waiting_for = JOINING
         return
-    if radio.ssid != wanted.ssid or radio.freq_mhz != wanted.freq_mhz:
+    if (
+        radio.ssid != wanted.ssid
+        or radio.freq_mhz != wanted.freq_mhz
+        or (radio.ht is not None and radio.ht != wanted.ht)
+    ):
         if radio.ssid is not None:
             actions.append(LeaveIbss(radio.ifindex))
         actions.append(JoinIbss(radio.ifindex, wanted))

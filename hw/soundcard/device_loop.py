@@ -13,34 +13,9 @@ window of periods never ran the queue dry, one period is dropped to win that del
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
 
+from hw.soundcard.counters import DeviceCounters
 from hw.soundcard.devices import XRUN, CaptureStream, PcmSettings, PlaybackStream
-
-
-@dataclass
-class DeviceCounters:
-    """Device-side audio statistics; every field is an integer so it fits shared memory."""
-
-    periods: int = 0
-    capture_xruns: int = 0
-    playback_xruns: int = 0
-    capture_dropped: int = 0
-    playback_starved: int = 0
-    playback_trimmed: int = 0
-    period_interval_max_us: int = 0
-    period_interval_last_us: int = 0
-    period_late: int = 0
-    realtime: int = 0
-    heartbeat_ns: int = 0
-
-    @classmethod
-    def names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
-
-    def values(self) -> list[int]:
-        return [getattr(self, name) for name in self.names()]
-
 
 SETTLE_WINDOW_PERIODS = 50
 """Periods (0.5 s at 10 ms) the playback queue must stay non-empty before one is dropped."""

@@ -19,6 +19,7 @@ BACKEND_ENV = "HANDSET_AUDIO_BACKEND"
 BACKENDS: dict[str, str] = {
     "alsa": "hw.soundcard.alsa_pcm:AlsaBackend",
     "fake": "hw.soundcard.fake_pcm:FakeBackend",
+    "file": "hw.soundcard.file_pcm:FileBackend",
 }
 SAMPLE_BYTES = 2  # S16_LE
 

@@ -1,11 +1,12 @@
-"""The audio engine: sound-card I/O in its own real-time process, supervised.
+"""The audio engine's supervisor: sound-card I/O in its own real-time process, kept alive.
 
 Why a process and not a thread: a busy Python thread holds the GIL, and on this kind of
-machine that alone brought xruns back under SCHED_FIFO. The engine process does nothing but
-the DeviceLoop (block on capture, hand over, write playback), so it never waits on Python
-work elsewhere. It talks to the handset through two non-blocking pipes, which are the
-bounded, lock-free handoff in both directions (a pipe write of one period is atomic), and
-publishes its counters in a shared-memory block guarded by a sequence number (a seqlock).
+machine that alone brought xruns back under SCHED_FIFO. The engine process
+(`hw/soundcard/engine_process.py`) does nothing but the DeviceLoop (block on capture, hand over,
+write playback), so it never waits on Python work elsewhere. It talks to the handset through two
+non-blocking pipes, which are the bounded, lock-free handoff in both directions (a pipe write of
+one period is atomic), and publishes its counters in a seqlocked shared page
+(`hw/soundcard/counters.py`).
 
 The parent side (AudioEngine) keeps a call alive across device trouble: an xrun is
 counted and recovered inside the engine process; a vanished device (USB unplug, error on
@@ -17,16 +18,11 @@ the wrong rate, format or period is a configuration error and is not retried.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import fcntl
-import json
 import logging
-import mmap
 import os
-import signal
-import struct
 import subprocess
 import sys
 import threading
@@ -34,54 +30,29 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hw.soundcard.device_loop import DeviceCounters, DeviceLoop
-from hw.soundcard.devices import DeviceGoneError, DeviceMismatchError, PcmSettings, load_backend
+from hw.soundcard.counters import SHM_SIZE, DeviceCounters, SharedCounters
+from hw.soundcard.engine_process import EXIT_MISMATCH, EngineSettings
+from hw.soundcard.realtime import scheduling_of_this_thread, take_on_scheduling
+
+__all__ = ["AudioEngine", "EngineSettings", "EngineStats"]
 
 log = logging.getLogger(__name__)
 
-EXIT_GONE = 3
-EXIT_MISMATCH = 4
 F_SETPIPE_SZ = 1031
-_FIELDS = DeviceCounters.names()
-_LAYOUT = struct.Struct(f"<q{len(_FIELDS)}q")  # sequence number, then the counters
-SHM_SIZE = mmap.PAGESIZE
 SUPERVISOR_TICK_S = 0.1
 """How often the supervisor looks at the engine: often enough to catch a stall well within
 stall_timeout_s, rarely enough to cost nothing next to the call path."""
 
 
-@dataclass(frozen=True)
-class EngineSettings:
-    pcm: PcmSettings = dataclasses.field(default_factory=PcmSettings)
-    backend: str = "alsa"
-    realtime_priority: int = 70
-    stall_timeout_s: float = 0.5
-    """A running engine whose heartbeat is older than this is hung (e.g. its sound server died
-    under a blocking read) and gets killed and restarted."""
-    startup_timeout_s: float = 5.0
-    """Allowance for process start and device open before the first heartbeat."""
-    reopen_backoff_s: tuple[float, float] = (0.05, 2.0)
-    """First and longest wait between reopen attempts (doubling in between)."""
-
-
 @dataclass
-class EngineStats:
-    """Device-side statistics over the engine's whole life, across reopens."""
+class EngineStats(DeviceCounters):
+    """Device-side statistics over the engine's whole life, across reopens: the device
+    counters of every engine process so far, and the supervisor's own."""
 
     reopens: int = 0
     state: str = "stopped"
     error: str = ""
-    realtime: bool = False
-    periods: int = 0
-    capture_xruns: int = 0
-    playback_xruns: int = 0
-    capture_dropped: int = 0
-    playback_starved: int = 0
-    playback_trimmed: int = 0
     playback_refused: int = 0
-    period_interval_max_us: int = 0
-    period_interval_last_us: int = 0
-    period_late: int = 0
 
     @property
     def xruns(self) -> int:
@@ -90,144 +61,10 @@ class EngineStats:
     def as_dict(self) -> dict[str, object]:
         """Flat `device_*` keys, ready to merge with the pipeline's call statistics."""
         out = {f"device_{k}": v for k, v in dataclasses.asdict(self).items()}
+        del out["device_heartbeat_ns"]  # the supervisor's stall check, not a statistic
+        out["device_realtime"] = bool(self.realtime)
         out["device_xruns"] = self.xruns
         return out
-
-
-class SharedCounters:
-    """DeviceCounters in a shared mapping: one writer (engine), readers retry torn reads."""
-
-    def __init__(self, fd: int) -> None:
-        self._map = mmap.mmap(fd, SHM_SIZE)
-        self._seq = 0
-
-    def publish(self, counters: DeviceCounters) -> None:
-        self._seq += 1  # odd: write in progress
-        struct.pack_into("<q", self._map, 0, self._seq)
-        _LAYOUT.pack_into(self._map, 0, self._seq, *counters.values())
-        self._seq += 1
-        struct.pack_into("<q", self._map, 0, self._seq)
-
-    def read(self) -> DeviceCounters:
-        """A consistent snapshot; if the writer died mid-write (killed), its last values."""
-        for _ in range(1000):
-            seq, *values = _LAYOUT.unpack_from(self._map, 0)
-            if seq % 2 == 0 and struct.unpack_from("<q", self._map, 0)[0] == seq:
-                return DeviceCounters(*values)
-            time.sleep(0)
-        return DeviceCounters(*values)
-
-    def clear(self) -> None:
-        self._map[: _LAYOUT.size] = bytes(_LAYOUT.size)
-
-
-def _settings_to_json(settings: EngineSettings) -> str:
-    return json.dumps(dataclasses.asdict(settings))
-
-
-def _settings_from_json(text: str) -> EngineSettings:
-    raw = json.loads(text)
-    raw["pcm"] = PcmSettings(**raw["pcm"])
-    raw["reopen_backoff_s"] = tuple(raw["reopen_backoff_s"])
-    return EngineSettings(**raw)
-
-
-# --- the engine process -----------------------------------------------------------------
-
-
-def become_realtime(priority: int) -> bool:
-    """SCHED_FIFO for the calling thread if permitted; otherwise say so and carry on.
-
-    With SCHED_RESET_ON_FORK: threads and processes started from here begin at normal
-    priority (a helper process must not spin at real-time priority by accident); those that
-    should be real-time (the engine process, the supervisor thread) ask for it themselves."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(priority))
-    except (PermissionError, OSError) as exc:
-        print(
-            f"audio engine: SCHED_FIFO refused ({exc}); running at normal priority",
-            file=sys.stderr,
-        )
-        return False
-    return True
-
-
-def _scheduling_of_this_thread() -> tuple[int, int]:
-    """(policy without the reset-on-fork flag, priority) of the calling thread."""
-    return os.sched_getscheduler(0) & ~os.SCHED_RESET_ON_FORK, os.sched_getparam(0).sched_priority
-
-
-def run_engine_process(settings: EngineSettings, capture_w: int, playback_r: int, shm: int) -> int:
-    """Body of the engine process: open, prime, loop until the device or the parent goes."""
-    import gc
-
-    shared = SharedCounters(shm)
-    realtime = become_realtime(settings.realtime_priority)
-    backend = load_backend(settings.backend)
-    try:
-        capture = backend.open_capture(settings.pcm)
-        playback = backend.open_playback(settings.pcm)
-    except DeviceMismatchError as exc:
-        print(f"audio engine: {exc}", file=sys.stderr)
-        return EXIT_MISMATCH
-    except DeviceGoneError as exc:
-        print(f"audio engine: {exc}", file=sys.stderr)
-        return EXIT_GONE
-
-    parent_gone = False
-
-    def deliver(data: bytes) -> bool:
-        try:
-            os.write(capture_w, data)
-        except BlockingIOError:
-            return False
-        return True
-
-    def fetch() -> bytes:
-        nonlocal parent_gone
-        try:
-            data = os.read(playback_r, 65536)
-        except BlockingIOError:
-            return b""
-        if not data:
-            parent_gone = True
-        return data
-
-    loop = DeviceLoop(capture, playback, settings.pcm, deliver, fetch, time.monotonic_ns)
-    loop.counters.realtime = int(realtime)
-    loop.prime()
-    gc.disable()  # the loop makes no reference cycles; a collection would only add jitter
-    try:
-        while not parent_gone:
-            loop.run_period()
-            shared.publish(loop.counters)
-    except DeviceGoneError as exc:
-        print(f"audio engine: {exc}", file=sys.stderr)
-        return EXIT_GONE
-    except BrokenPipeError:
-        return 0
-    finally:
-        shared.publish(loop.counters)
-        for stream in (capture, playback):
-            with contextlib.suppress(Exception):
-                stream.close()
-    return 0
-
-
-def _engine_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description="audio engine process (started by AudioEngine)")
-    parser.add_argument("settings")
-    parser.add_argument("capture_w", type=int)
-    parser.add_argument("playback_r", type=int)
-    parser.add_argument("shm", type=int)
-    args = parser.parse_args(argv)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
-    return run_engine_process(
-        _settings_from_json(args.settings), args.capture_w, args.playback_r, args.shm
-    )
-
-
-# --- the parent side ----------------------------------------------------------------------
 
 
 class AudioEngine:
@@ -245,7 +82,8 @@ class AudioEngine:
     def __init__(self, settings: EngineSettings) -> None:
         self.settings = settings
         self._stats = EngineStats()
-        self._base = DeviceCounters()
+        self._finished = DeviceCounters()
+        """The counters of the engine processes before the running one, carried over."""
         self._proc: subprocess.Popen[bytes] | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -268,7 +106,7 @@ class AudioEngine:
 
     def start(self) -> None:
         self._stats.state = "starting"
-        self._supervisor_scheduling = _scheduling_of_this_thread()
+        self._supervisor_scheduling = scheduling_of_this_thread()
         self._spawn()
         self._thread = threading.Thread(
             target=self._supervise, name="audio-supervisor", daemon=True
@@ -328,23 +166,8 @@ class AudioEngine:
     def stats(self) -> EngineStats:
         with self._lock:
             live = self._shared.read() if self._proc else DeviceCounters()
-            stats = dataclasses.replace(self._stats)
-        for name in (
-            "periods",
-            "capture_xruns",
-            "playback_xruns",
-            "capture_dropped",
-            "playback_starved",
-            "playback_trimmed",
-            "period_late",
-        ):
-            setattr(stats, name, getattr(self._base, name) + getattr(live, name))
-        stats.period_interval_max_us = max(
-            self._base.period_interval_max_us, live.period_interval_max_us
-        )
-        stats.period_interval_last_us = live.period_interval_last_us
-        stats.realtime = bool(live.realtime)
-        return stats
+            device = live.continued_from(self._finished)
+            return dataclasses.replace(self._stats, **dataclasses.asdict(device))
 
     def process_cpu_seconds(self) -> float:
         """CPU time (user + system) of the running engine process, from /proc."""
@@ -367,8 +190,8 @@ class AudioEngine:
             [
                 sys.executable,
                 "-m",
-                "hw.soundcard.engine",
-                _settings_to_json(self.settings),
+                "hw.soundcard.engine_process",
+                self.settings.to_json(),
                 *map(str, fds),
             ],
             pass_fds=fds,
@@ -387,20 +210,7 @@ class AudioEngine:
         self._drain_stderr()
         proc.stderr.close()
         with self._lock:
-            live = self._shared.read()
-            for name in (
-                "periods",
-                "capture_xruns",
-                "playback_xruns",
-                "capture_dropped",
-                "playback_starved",
-                "playback_trimmed",
-                "period_late",
-            ):
-                setattr(self._base, name, getattr(self._base, name) + getattr(live, name))
-            self._base.period_interval_max_us = max(
-                self._base.period_interval_max_us, live.period_interval_max_us
-            )
+            self._finished = self._shared.read().continued_from(self._finished)
             self._shared.clear()
             self._proc = None
 
@@ -424,10 +234,8 @@ class AudioEngine:
         return time.monotonic_ns() - heartbeat > self.settings.stall_timeout_s * 1e9
 
     def _supervise(self) -> None:
-        policy, priority = self._supervisor_scheduling
-        if policy in (os.SCHED_FIFO, os.SCHED_RR):
-            with contextlib.suppress(OSError):  # the caller's priority, so no GIL inversion
-                os.sched_setscheduler(0, policy | os.SCHED_RESET_ON_FORK, os.sched_param(priority))
+        with contextlib.suppress(OSError):  # the caller's priority, so no GIL inversion
+            take_on_scheduling(*self._supervisor_scheduling)
         backoff_first, backoff_max = self.settings.reopen_backoff_s
         backoff = backoff_first
         while not self._stopping.wait(SUPERVISOR_TICK_S):
@@ -457,7 +265,3 @@ class AudioEngine:
             with self._lock:
                 self._stats.reopens += 1
             self._spawn()
-
-
-if __name__ == "__main__":
-    sys.exit(_engine_main(sys.argv[1:]))

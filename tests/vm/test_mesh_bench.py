@@ -22,9 +22,10 @@ from hw.mesh import MeshConfig, MeshManager
 from hw.mesh.addressing import candidate_addresses, mesh_mac
 from hw.mesh.kernel import Pyroute2Backend
 from vmbench.guest import Bench, Node, in_guest
+from vomp.codecs import Codec
 from vomp.events import AudioFrameReceived, CallEnded, CallStateChanged, DnaAnswer, Event
 from vomp.identity import Identity
-from vomp.messages import CallState, Codec
+from vomp.messages import CallState
 from vomp.node import Node as VompNode
 
 ORIG_INTERVAL_MS = 250  # not the default, so the bench proves the genl write took effect
@@ -133,6 +134,7 @@ def test_each_node_is_brought_up_as_configured(line):
     for node in line:
         iw = node.sh("iw", "dev", node.ifname, "info")
         assert "type IBSS" in iw and "ssid mesh-handset" in iw and "(2412 MHz)" in iw
+        assert "width: 20 MHz (no HT)" in iw, iw
         sys_net = Path("/sys/class/net")
         # /sys is per namespace: read it from inside the node's namespace
         mtu = int(node.sh("cat", str(sys_net / node.ifname / "mtu")))
@@ -438,7 +440,7 @@ async def talk(handset: Handset, call: int, tag: bytes, sent: list[int]) -> None
     while True:
         payload = tag + seq.to_bytes(4, "big") + bytes(155)
         if handset.protocol.command(
-            lambda n, now, p=payload: n.send_audio(call, Codec.ULAW, p, 20)
+            lambda n, now, p=payload: n.send_audio(call, Codec.MULAW, p, 20)
         ):
             sent.append(seq)
             seq += 1

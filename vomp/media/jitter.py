@@ -37,7 +37,7 @@ import enum
 from collections import deque
 from dataclasses import dataclass
 
-from hw.audio.stats import AudioStats
+from vomp.media.stats import AudioStats
 
 
 class Action(enum.Enum):

@@ -1,6 +1,6 @@
 """A two-handset call on the virtual bench: namespaces, paced sound cards, instruments.
 
-Handset A and B each run as their own process (tests/handset_call_peer.py) in their own
+Handset A and B each run as their own process (lab/handset_call_peer.py) in their own
 network namespace, joined by a bridge, over real UDP. One jackd (dummy driver, real-time
 pacing) gives each handset its own capture and playback PCM. A player feeds A's microphone;
 a two-channel recorder hears the player on channel 0 and B's earpiece on channel 1, in the
@@ -21,8 +21,8 @@ from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
-from netns_lab import bridged_namespaces
-from virtual_audio import (
+from lab.netns import bridged_namespaces
+from lab.virtual_audio import (
     JackServer,
     PcmPlayer,
     PcmRecorder,
@@ -33,7 +33,7 @@ from virtual_audio import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
-PEER = REPO / "tests" / "handset_call_peer.py"
+PEER = Path(__file__).resolve().parent / "handset_call_peer.py"
 RATE = 16000
 CLICK_EVERY_S = 0.25
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hw.audio.resample import Downsampler, Upsampler
+from vomp.media.resample import Downsampler, Upsampler
 
 _BIAS = 0x84
 _CLIP = 32635

@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from hw.audio.pipeline import CallAudio
+from vomp.media.pipeline import CallAudio
 
 
 class LossModel(Protocol):

@@ -2,7 +2,7 @@
 Node on the real asyncio UDP transport, with real call audio (Opus, redundancy, jitter
 buffer) on a real paced sound card through the AudioEngine.
 
-Run inside a namespace (`ip netns exec NS python tests/handset_call_peer.py ...`) with
+Run inside a namespace (`ip netns exec NS python lab/handset_call_peer.py ...`) with
 ALSA_CONFIG_PATH and JACK_DEFAULT_SERVER set. The caller looks the callee up, dials, talks for
 `--seconds` and hangs up; the callee answers. Each prints one JSON line (statistics, CPU) and
 exits; every wait is bounded so a broken network or device fails, never hangs.
@@ -23,11 +23,12 @@ import time
 
 from firmware.handset_audio import HandsetAudio
 from firmware.transport import start
-from hw.audio import MULAW, OPUS, OUR_CODECS
 from hw.soundcard.devices import PcmSettings
-from hw.soundcard.engine import AudioEngine, EngineSettings, become_realtime
+from hw.soundcard.engine import AudioEngine, EngineSettings
+from hw.soundcard.realtime import become_realtime
 from vomp.events import AudioFrameReceived, CallEnded, CallStateChanged, DnaAnswer, PeerFound
 from vomp.identity import Identity
+from vomp.media import MULAW, OPUS, OUR_CODECS
 from vomp.messages import CallState
 from vomp.node import Node
 

@@ -1,6 +1,6 @@
 """One handset for the network-namespace tests: a real Node on the real asyncio UDP transport.
 
-Run inside a namespace (`ip netns exec NS python tests/netns_peer.py ...`). The caller looks the
+Run inside a namespace (`ip netns exec NS python lab/netns_peer.py ...`). The caller looks the
 callee's number up, dials, exchanges audio, and hangs up; the callee answers. Each prints one JSON
 line with what it saw and exits; every wait is bounded so a broken network fails, never hangs.
 """
@@ -15,6 +15,7 @@ import sys
 import time
 
 from firmware.transport import start
+from vomp.codecs import Codec
 from vomp.events import (
     AudioFrameReceived,
     CallEnded,
@@ -24,7 +25,7 @@ from vomp.events import (
     PeerFound,
 )
 from vomp.identity import Identity
-from vomp.messages import CallState, Codec
+from vomp.messages import CallState
 from vomp.node import Node
 
 FRAMES = 10
@@ -84,7 +85,7 @@ class Peer:
         for i in range(FRAMES):
             payload = tag + bytes([i]) * 159
             self.sent_at.append(time.monotonic())
-            self.protocol.command(lambda n, now, p=payload: n.send_audio(call, Codec.ULAW, p, 20))
+            self.protocol.command(lambda n, now, p=payload: n.send_audio(call, Codec.MULAW, p, 20))
             await asyncio.sleep(0.02)
 
     async def quiet_wait(self, condition, seconds: float) -> None:

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hw.audio import codecs
-from hw.audio.jitter import Action, EncodedFrame, JitterBuffer, JitterSettings, Playout
-from hw.audio.mulaw import MulawDecoder, MulawEncoder
-from hw.audio.opus import OpusDecoder, OpusEncoder, OpusPacketError, OpusSettings
-from hw.audio.redundancy import PayloadError, RedundancyPacker, parse
-from hw.audio.stats import AudioStats
+from vomp import codecs
+from vomp.media.jitter import Action, EncodedFrame, JitterBuffer, JitterSettings, Playout
+from vomp.media.mulaw import MulawDecoder, MulawEncoder
+from vomp.media.opus import OpusDecoder, OpusEncoder, OpusPacketError, OpusSettings
+from vomp.media.redundancy import PayloadError, RedundancyPacker, parse
+from vomp.media.stats import AudioStats
 
 MIN_FRAME_MS = 5
 """Shorter frames (Opus allows 2.5 ms) are refused: no VoIP sender uses them, and media time is
@@ -36,7 +36,7 @@ class AudioConfig:
     sample_rate: int = 16000
     frame_ms: int = 20
     """20 ms: VoMP's time field counts 20 ms units, and one packet per 20 ms keeps the mesh's
-    packet rate down; 10 ms frames would only lower delay at 100 packets/s (see hw/audio docs)."""
+    packet rate down; 10 ms frames would only lower delay at 100 packets/s (vomp.media explains)."""
     opus: OpusSettings = field(default_factory=OpusSettings)
     redundancy_offsets: tuple[int, ...] = (1, 3)
     """Which earlier frames each OPUS_REDUNDANT packet repeats (1 = the previous one). A burst of
@@ -66,7 +66,7 @@ class CallAudio:
     """Encoder → packetizer and payload → jitter buffer → decoder for one call."""
 
     def __init__(self, send_codec: int, config: AudioConfig | None = None) -> None:
-        if send_codec not in codecs.CODEC_NAMES:
+        if send_codec not in codecs.SEND_PREFERENCE:
             raise ValueError(f"cannot send VoMP codec {send_codec}")
         self.config = cfg = config or AudioConfig()
         if cfg.opus.sample_rate != cfg.sample_rate:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-PEER = REPO / "tests" / "netns_peer.py"
+PEER = Path(__file__).resolve().parent / "netns_peer.py"
 
 
 @contextlib.contextmanager

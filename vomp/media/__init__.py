@@ -1,8 +1,9 @@
 """Call audio signal processing: codecs, redundancy, jitter buffer, statistics. No ALSA here.
 
-The ALSA engine (hw/soundcard, on the alsa branch) and the VoMP service use one object per call::
+The sound-card edge (`hw/soundcard`, `firmware/handset_audio.py`) and the VoMP node use one
+object per call::
 
-    from hw.audio import CallAudio, OUR_CODECS, choose_send_codec
+    from vomp.media import CallAudio, OUR_CODECS, choose_send_codec
 
     codec = choose_send_codec(OUR_CODECS, peer_codec_list)   # None: no shared codec, end call
     audio = CallAudio(codec)                                 # AudioConfig() = tuned defaults
@@ -21,13 +22,13 @@ The ALSA engine (hw/soundcard, on the alsa branch) and the VoMP service use one 
 I/O, so every test is deterministic. CallAudio is not thread-safe: the engine serialises calls
 (one lock, or one real-time thread doing both directions).
 
-Codecs (VoMP numbers, `hw.audio.codecs`): 0x70 OPUS_REDUNDANT (ours, between our handsets),
-7 OPUS and 2 MULAW (with servald). Always 20 ms per VoMP frame: VoMP's time field counts 20 ms
-units (a second frame with the same time is dropped as a duplicate, SPEC §12.6), and one packet
-per 20 ms is the packet rate the mesh pays for. 10 ms frames would cut 10 ms of delay only by
-sending 100 packets/s; packed two per packet they save nothing (a packet's first sample still
-waits 20 ms + lookahead before it can leave, and playout keeps one fixed delay for all samples),
-so we do not use them.
+Codecs (VoMP numbers and the choice of one: `vomp.codecs`): 0x70 OPUS_REDUNDANT (ours, between our
+handsets), 7 OPUS and 2 MULAW (with servald). Always 20 ms per VoMP frame: VoMP's time field counts
+20 ms units (a second frame with the same time is dropped as a duplicate, SPEC §12.6), and one
+packet per 20 ms is the packet rate the mesh pays for. 10 ms frames would cut 10 ms of delay only by
+sending 100 packets/s; packed two per packet they save nothing (a packet's first sample still waits
+20 ms + lookahead before it can leave, and playout keeps one fixed delay for all samples), so we do
+not use them.
 
 Loss resilience, measured by `make bench` (bench/pesq_bench.py, PESQ-WB of LibriVox speech):
 between our handsets each 20 ms packet carries its Opus frame (32 kbit/s, in-band FEC) plus
@@ -36,15 +37,15 @@ exactly and a 4th from FEC. The jitter buffer waits for those copies (80 ms) onl
 are being lost; on a clean link it stays within a frame of the network jitter.
 
 Modules: opus (libopus wrapper: FEC, PLC), mulaw (G.711 + 8 kHz resampling), redundancy (the
-0x70 payload: byte layout in its docstring), codecs (numbers, negotiation), jitter (the adaptive
+0x70 payload: byte layout in its docstring), jitter (the adaptive
 JitterBuffer, sans-IO), stats (AudioStats), pipeline (CallAudio).
 """
 
-from hw.audio.codecs import MULAW, OPUS, OPUS_REDUNDANT, OUR_CODECS, choose_send_codec
-from hw.audio.jitter import JitterBuffer, JitterSettings
-from hw.audio.opus import OpusSettings
-from hw.audio.pipeline import AudioConfig, CallAudio, OutgoingAudio
-from hw.audio.stats import AudioStats
+from vomp.codecs import MULAW, OPUS, OPUS_REDUNDANT, OUR_CODECS, choose_send_codec
+from vomp.media.jitter import JitterBuffer, JitterSettings
+from vomp.media.opus import OpusSettings
+from vomp.media.pipeline import AudioConfig, CallAudio, OutgoingAudio
+from vomp.media.stats import AudioStats
 
 __all__ = [
     "MULAW",
