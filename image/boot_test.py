@@ -148,9 +148,21 @@ def prepare_card(img: Path, work: Path) -> tuple[Path, dict[str, Path]]:
     config.write_text(TEST_CONFIG)
     subprocess.run(["mcopy", "-o", "-i", fat, str(config), "::/handset.toml"], check=True)
     files = {}
-    for name in ("vmlinuz", "initrd.img", DTB, "cmdline.txt"):
+
+    def copy_out(name: str) -> Path:
         files[name] = work / name
         subprocess.run(["mcopy", "-n", "-i", fat, f"::/{name}", str(files[name])], check=True)
+        return files[name]
+
+    boot_config = copy_out("config.txt").read_text()
+    kernel = re.search(r"^kernel=(\S+)", boot_config, re.MULTILINE)
+    initramfs = re.search(r"^initramfs\s+(\S+)", boot_config, re.MULTILINE)
+    if not kernel or not initramfs:
+        raise RuntimeError("config.txt on the card names no kernel= or initramfs")
+    files["kernel"] = copy_out(kernel.group(1))
+    files["initramfs"] = copy_out(initramfs.group(1))
+    copy_out(DTB)
+    copy_out("cmdline.txt")
     return card, files
 
 
@@ -158,7 +170,7 @@ def qemu_argv(card: Path, files: dict[str, Path]) -> list[str]:
     cmdline = files["cmdline.txt"].read_text().strip()
     return [
         QEMU, "-M", "raspi3b", "-m", "1024",
-        "-kernel", str(files["vmlinuz"]), "-initrd", str(files["initrd.img"]),
+        "-kernel", str(files["kernel"]), "-initrd", str(files["initramfs"]),
         "-dtb", str(files[DTB]), "-append", cmdline,
         "-drive", f"file={card},if=sd,format=raw",
         "-display", "none", "-monitor", "none", "-nic", "none",
@@ -219,11 +231,14 @@ def run(repo: Path, timeout: float = 900) -> Result:
 
 
 def check_diag_shell(console: Console, left) -> None:
-    """The diag shell that agetty opens on the console answers `status` with this handset's
-    number and identity (the daemon made the keyring in its state directory)."""
-    prompt = re.compile(r"handset[^\n]*[>$#] ?$", re.MULTILINE)
-    console.send("\n")
-    console.wait_for(prompt, left())
-    since = console.send("status\n")
-    console.wait_for(re.compile(TEST_NUMBER), left(), since)
-    console.wait_for(re.compile(r"[0-9A-Fa-f]{64}"), left(), since)
+    """The diagnostics shell that agetty opens on the console answers `status --json` with this
+    handset's number, an idle phone and the SID of the identity the daemon made at first start."""
+    console.send("\r")
+    console.wait_for(re.compile(r"handset> $", re.MULTILINE), left())
+    since = console.send("status --json\r")
+    for field_pattern in (
+        rf'"number": "{TEST_NUMBER}"',
+        r'"sid": "[0-9A-Fa-f]{64}"',
+        r'"state": "idle"',
+    ):
+        console.wait_for(re.compile(field_pattern), left(), since)

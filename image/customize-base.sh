@@ -56,10 +56,12 @@ rm -f "$root/usr/sbin/update-initramfs"
 in_root dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs
 in_root update-initramfs -c -k "$kver"
 in_root /etc/kernel/postinst.d/z50-raspi-firmware "$kver"
-for needed in vmlinuz initrd.img cmdline.txt config.txt bootcode.bin start.elf start4.elf \
-    bcm2837-rpi-3-b.dtb bcm2711-rpi-4-b.dtb bcm2837-rpi-zero-2-w.dtb; do
+for needed in "vmlinuz-$kver" "initrd.img-$kver" cmdline.txt config.txt bootcode.bin start.elf \
+    start4.elf bcm2837-rpi-3-b.dtb bcm2711-rpi-4-b.dtb bcm2837-rpi-zero-2-w.dtb; do
     [ -e "$root/boot/firmware/$needed" ] || {
-        echo "boot partition lacks $needed" >&2; ls "$root/boot/firmware" >&2; exit 1; }
+        echo "the boot partition lacks $needed; it has: $(ls "$root/boot/firmware" | tr '\n' ' ')" >&2
+        exit 1
+    }
 done
 
 phase "no secrets or passwords in the image"

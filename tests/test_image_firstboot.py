@@ -7,6 +7,7 @@ from pathlib import Path
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from firmware import config
 from image import boot_test, firstboot, wheels
 
 REPO = Path(__file__).resolve().parent.parent
@@ -82,3 +83,12 @@ def test_every_python_package_on_the_image_is_pinned():
     }
     for name in wheels.image_requirements(REPO):
         assert wheels.normalise(name) in pinned, f"{name} is not pinned in constraints.txt"
+
+
+def test_the_daemon_accepts_the_cards_template_and_the_boot_tests_config():
+    card = Path("/boot/firmware/handset.toml")
+    template = config.parse((REPO / "image" / "handset.toml").read_text(), card)
+    assert template.mesh.mode == "ibss"
+    booted = config.parse(boot_test.TEST_CONFIG, card)
+    assert booted.mesh.mode == "unmanaged" and booted.audio.backend == "fake"
+    assert booted.diag.authorized_keys == (KEY,)
