@@ -47,7 +47,7 @@ class ControlServer:
             )
         finally:
             os.umask(old_umask)
-        if gid != -1:
+        if gid not in (-1, os.getegid()):  # under systemd chown is filtered out; no need then
             os.chown(self.path, -1, gid)
         os.chmod(self.path, SOCKET_MODE)
 

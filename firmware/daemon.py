@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import faulthandler
 import logging
 import signal
 import sys
@@ -26,12 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from firmware import config as config_file
+from firmware import status_view
 from firmware.config import EX_CONFIG, Config, ConfigError
 from firmware.control_protocol import Request
 from firmware.control_server import CommandFailed, ControlServer
 from firmware.event_log import EventLog, RecentLines, abridged, setup
 from firmware.handset_audio import HandsetAudio
 from firmware.keyring import load_keyring, save_keyring
+from firmware.service_manager import ServiceManager, service_manager, watchdog_interval
 from firmware.transport import NodeProtocol, start
 from hw.mesh import MeshManager
 from hw.soundcard.devices import PcmSettings
@@ -55,6 +58,10 @@ from vomp.messages import CallState
 from vomp.node import Node
 
 log = logging.getLogger("handset")
+STATUS_INTERVAL_S = 1.0
+"""How often systemd's STATUS line is refreshed (and the watchdog fed, if more often than asked)."""
+START_EXTENSION_S = 10.0
+"""While the mesh comes up, each tick asks systemd for this much more start-up time."""
 MESH_WAIT_LOG_S = 10.0
 """While the mesh is not up yet, say what it waits for this often."""
 
@@ -74,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.config}: ok")
         return 0
     recent = setup()
+    faulthandler.enable()  # the watchdog's SIGABRT puts every thread's stack in the journal
     return asyncio.run(serve(config, recent))
 
 
@@ -103,13 +111,36 @@ async def serve(config: Config, recent: RecentLines | None = None) -> int:
     stop = loop.create_future()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+    manager = service_manager()
+    supervisor = asyncio.create_task(supervise(handset, manager, stop))
     try:
         await handset.start(stop)
         if not stop.done():
+            handset.ready.set()
             await handset.run(stop)
     finally:
+        manager.stopping("stopping: hanging up calls")
+        supervisor.cancel()
         await handset.close()
     return 0
+
+
+async def supervise(handset: Handset, manager: ServiceManager, stop: asyncio.Future[None]) -> None:
+    """Keep systemd told, from the event loop itself: the watchdog (a stalled loop stops the
+    pings and gets the daemon restarted), READY once the phone is up, then a one-line STATUS."""
+    interval = min(watchdog_interval() or STATUS_INTERVAL_S, STATUS_INTERVAL_S)
+    while not stop.done():
+        manager.watchdog()
+        if handset.ready.is_set():
+            line = status_view.one_line(await handset.handle(Request.make("status")))
+            if not handset.announced_ready:
+                manager.ready(line)
+                handset.announced_ready = True
+            manager.status(line)
+        else:
+            manager.extend_start(START_EXTENSION_S)
+            manager.status(f"starting: mesh {handset.mesh.status.waiting_for or 'coming up'}")
+        await asyncio.sleep(interval)
 
 
 class Handset:
@@ -137,6 +168,8 @@ class Handset:
         self._started_at: dict[int, float] = {}
         self._dialling: str | None = None
         self.last_call_end: dict[str, Any] | None = None
+        self.ready = asyncio.Event()  # set once the node is bound and the phone idle
+        self.announced_ready = False
 
     # -- life cycle
 
@@ -298,7 +331,7 @@ class Handset:
             call_id=event.call,
             peer_sid=event.remote_sid,
             number=event.remote_number,
-            call_state=local.name,
+            state=local.name,
         )
         self._started_at.setdefault(event.call, time.monotonic())
         if local == CallState.RINGINGOUT:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 
+from firmware.service_manager import log_handler
 from vomp.identity import format_sid
 
 LOGGER = "handset"
@@ -50,13 +51,11 @@ class EventLog:
 
 
 def setup(level: int = logging.INFO) -> RecentLines:
-    """Log to stderr (what systemd sends to the journal) and keep recent lines."""
+    """Log to the journal (with fields) under systemd, else to stderr; keep recent lines."""
     recent = RecentLines()
     root = logging.getLogger()
     if not any(isinstance(h, logging.StreamHandler) for h in root.handlers):
-        stream = logging.StreamHandler()
-        stream.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
-        root.addHandler(stream)
+        root.addHandler(log_handler())
     root.addHandler(recent)
     root.setLevel(level)
     return recent

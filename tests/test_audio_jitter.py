@@ -232,13 +232,13 @@ def test_a_late_packet_counts_as_jitter_not_as_loss_to_wait_for():
     jb.put(F, frame(F, redundant=True), 0.04)  # 1's copy, carried by 2
     assert [played(jb.pull(0.045 + i * 0.02)) for i in range(3)] == [0, 20, 40]
     assert jb.recent_loss_fraction > 0
-    assert jb.stats.target_delay_ms >= 4 * F  # a loss: wait for copies from now on
+    assert jb.stats.target_delay_ms >= jb.wait_frames * F  # a loss: wait for copies from now on
     jb.put(F, frame(F), 0.1)  # ...but 1's own packet shows up: it was late, not lost
     jb.pull(0.105)
     assert (jb.stats.late, jb.stats.duplicate) == (1, 0)
     assert jb.recent_loss_fraction == 0
     # The target still covers the 80 ms this packet took, but no longer adds a wait for copies.
-    assert jb.stats.target_delay_ms < 80 + 4 * F
+    assert jb.stats.target_delay_ms < 80 + jb.wait_frames * F
 
 
 def test_a_sender_that_pauses_is_not_counted_as_losing_everything():

@@ -9,6 +9,7 @@ import pytest
 from vomp.call import (
     DIAL_TIMEOUT,
     MAX_CALLS,
+    MAX_INCOMING_PER_PEER,
     NETWORK_TIMEOUT,
     RING_TIMEOUT,
     TRANSITIONS,
@@ -332,18 +333,50 @@ def test_a_new_session_differs_from_every_session_id_in_use():
     for seed in range(30):
         t = CallTable("5552001", (MULAW,), random.Random(seed))
         in_use: set[int] = set()
-        for remote in random.Random(seed).sample(range(1, 0x10000), MAX_CALLS):
-            t.receive(B_SID, msg(remote, 0, S.CALLPREP, S.NOCALL, (MULAW,), ("1", "2")), 0.0)
+        remotes = random.Random(seed).sample(range(1, 0x10000), MAX_CALLS)
+        for i, remote in enumerate(remotes):
+            caller = bytes([i + 1]) * 32
+            t.receive(caller, msg(remote, 0, S.CALLPREP, S.NOCALL, (MULAW,), ("1", "2")), 0.0)
             newest = max(t.calls(), key=lambda c: c.call_id)
             assert newest.local_session not in in_use | {remote, 0}
             in_use |= {newest.local_session, remote}
 
 
-def test_no_more_than_16_calls_at_once():
+def test_no_more_than_16_calls_at_once_and_the_17th_caller_hears_busy():
     t = table()
     for i in range(MAX_CALLS + 5):
-        t.receive(B_SID, msg(i + 1, 0, S.CALLPREP, S.NOCALL, (MULAW,), ("1", "2")), 0.0)
+        caller = bytes([i + 1]) * 32
+        t.receive(caller, msg(i + 1, 0, S.CALLPREP, S.NOCALL, (MULAW,), ("1", "2")), 0.0)
     assert len(t.calls()) == MAX_CALLS
+    busy = [(sid, m) for sid, m in t.outgoing if m.sender_state == S.CALLENDED]
+    assert [sid[0] for sid, _m in busy] == list(range(MAX_CALLS + 1, MAX_CALLS + 6))
+    assert all(m.recipient_session == sid[0] and m.recipient_state == S.CALLPREP for sid, m in busy)
+
+
+def test_one_peer_gets_at_most_two_incoming_calls_and_busy_after_that():
+    t = table()
+    for session in range(1, 6):
+        t.receive(B_SID, msg(session, 0, S.CALLPREP, S.NOCALL, (MULAW,), ("1", "2")), 0.0)
+    assert len(t.calls()) == MAX_INCOMING_PER_PEER == 2
+    assert t.refused == 3
+    ended = [m for m in drain(t) if m.sender_state == S.CALLENDED]
+    assert [m.recipient_session for m in ended] == [3, 4, 5]
+
+
+def test_a_callprep_replayed_long_after_its_call_ended_starts_nothing():
+    t = table()
+    callprep = msg(0x1234, 0, S.CALLPREP, S.NOCALL, (MULAW,), ("1", "2"))
+    t.receive(B_SID, callprep, 0.0)
+    [call] = t.calls()
+    t.hang_up(call.call_id, 1.0)
+    t.receive(B_SID, msg(0x1234, call.local_session, S.CALLENDED, S.CALLENDED), 1.1)
+    t.handle_timer(3.0)
+    assert t.calls() == []
+    drain(t)
+    t.events.clear()
+    t.receive(B_SID, callprep, 130.0)  # the captured CALLPREP, replayed after 130 s
+    t.receive(B_SID, callprep, 100_000.0)
+    assert t.calls() == [] and t.events == [] and drain(t) == []
 
 
 def test_simultaneous_dial_without_local_sids_rejects_the_incoming_call():

@@ -24,6 +24,7 @@ CODE_P2P_ME = 0xFC
 CODE_P2P_YOU = 0xFD
 CODE_PREVIOUS = 0xFE
 CODE_SELF = 0xFF
+UNKNOWN_PREFIXES_MAX = 32  # per packet: enough to ask about, too few to cost much to collect
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +87,17 @@ def encode_sid(sid: bytes) -> bytes:
 
 
 class AddressBook:
-    """The SIDs we know (and their Ed25519 keys), for unique-prefix resolution (SPEC §4)."""
+    """The SIDs we know (and their Ed25519 keys), for unique-prefix resolution (SPEC §4).
 
-    def __init__(self) -> None:
+    At most `capacity` SIDs: once full, new SIDs are not learnt (a full SID in a header still
+    resolves by itself) until the owner `forget`s the ones it no longer needs.
+    """
+
+    def __init__(self, capacity: int | None = None) -> None:
+        self.capacity = capacity
         self._sorted: list[bytes] = []
         self._sign_keys: dict[bytes, bytes | None] = {}
+        self.refused = 0  # SIDs not learnt because the book was full
 
     def learn(self, sid: bytes, sign_key: bytes | None = None) -> None:
         """Remember a SID; a sign key is only ever added, never replaced by None."""
@@ -98,6 +105,9 @@ class AddressBook:
         if len(sid) != SID_LEN:
             raise ValueError(f"a SID is {SID_LEN} bytes")
         if sid not in self._sign_keys:
+            if self.capacity is not None and len(self._sorted) >= self.capacity:
+                self.refused += 1
+                return
             bisect.insort(self._sorted, sid)
             self._sign_keys[sid] = None
         if sign_key is not None:
@@ -106,7 +116,7 @@ class AddressBook:
     def forget(self, sid: bytes) -> None:
         if sid in self._sign_keys:
             del self._sign_keys[sid]
-            self._sorted.remove(sid)
+            del self._sorted[bisect.bisect_left(self._sorted, sid)]
 
     def __contains__(self, sid: object) -> bool:
         return sid in self._sign_keys
@@ -129,11 +139,13 @@ class AddressBook:
             return None
         return self._sorted[i]
 
-    def matches(self, prefix: bytes) -> list[bytes]:
-        """Every known SID starting with `prefix` (for answering PLEASE_EXPLAIN)."""
+    def matches(self, prefix: bytes, limit: int | None = None) -> list[bytes]:
+        """Known SIDs starting with `prefix`, at most `limit` (for answering PLEASE_EXPLAIN)."""
         i = bisect.bisect_left(self._sorted, prefix)
-        found = []
+        found: list[bytes] = []
         while i < len(self._sorted) and self._sorted[i].startswith(prefix):
+            if limit is not None and len(found) >= limit:
+                break
             found.append(self._sorted[i])
             i += 1
         return found
@@ -164,8 +176,9 @@ class DecodeContext:
         if ABBREV_MIN <= code <= ABBREV_MAX:
             prefix = reader.take(code, what)
             sid = self.book.resolve_prefix(prefix)
-            if sid is None and prefix not in self.unknown_prefixes:
-                self.unknown_prefixes.append(prefix)
+            unknown = self.unknown_prefixes
+            if sid is None and len(unknown) < UNKNOWN_PREFIXES_MAX and prefix not in unknown:
+                unknown.append(prefix)
             return self._resolved(Address(code, prefix, sid))
         if code == CODE_FULL:
             sid = reader.take(SID_LEN, what)

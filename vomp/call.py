@@ -37,6 +37,7 @@ from vomp.events import (
     Event,
     IncomingCall,
 )
+from vomp.limits import RecentKeys
 from vomp.messages import AudioNumbering, CallState, VompAudio, VompMessage
 
 NOCALL = CallState.NOCALL
@@ -51,7 +52,8 @@ DIAL_TIMEOUT = 15.0  # s, §12.5
 RING_TIMEOUT = 30.0
 NETWORK_TIMEOUT = 30.0
 MAX_CALLS = 16  # as servald: a peer cannot fill our memory with calls
-FORGET_DELETED_AFTER = 120.0  # s: how long messages for a deleted session are recognised
+MAX_INCOMING_PER_PEER = 2  # concurrent incoming calls from one SID; more are answered busy
+SESSIONS_REMEMBERED = 4096  # (SID, session) pairs that may never start a call again
 
 
 class CallError(ValueError):
@@ -150,12 +152,15 @@ class CallTable:
         self._rng = rng
         self._calls: dict[int, Call] = {}
         self._next_call_id = 1
-        # (remote SID, remote session) of deleted calls: their late messages must not
-        # start a new call (§12.5 "ignore anything that arrives for a session already deleted")
-        self._deleted: dict[tuple[bytes, int], float] = {}
+        # (remote SID, remote session) of every call the peer started: a late or replayed
+        # CALLPREP must never start another (§12.5 "ignore anything that arrives for a session
+        # already deleted"). Capped by count, not time, so no replay is ever old enough.
+        self._sessions_seen = RecentKeys(SESSIONS_REMEMBERED)
         self.outgoing: list[tuple[bytes, VompMessage]] = []
         self.events: list[Event] = []
         self.ignored = 0  # messages that matched nothing or hit an "ignore" cell
+        self.refused = 0  # CALLPREPs answered busy: table full, or too many from one peer
+        self.progress = 0  # state changes and new audio: what only a live peer can cause
 
     # ----------------------------------------------------------------- queries
     def get(self, call_id: int) -> Call | None:
@@ -230,7 +235,6 @@ class CallTable:
         for call in list(self._calls.values()):
             if call.next_tick_at <= now:
                 self._tick(call, now)
-        self._deleted = {k: t for k, t in self._deleted.items() if now - t < FORGET_DELETED_AFTER}
 
     def _tick(self, call: Call, now: float) -> None:
         call.next_tick_at = now + STATUS_INTERVAL
@@ -294,9 +298,13 @@ class CallTable:
             and msg.sender_session != 0
         ):
             return None
-        if (remote_sid, msg.sender_session) in self._deleted:  # a late copy of a gone call
-            return None
-        if len(self._calls) >= MAX_CALLS:
+        if not self._sessions_seen.add((remote_sid, msg.sender_session)):
+            return None  # a late copy (or a replay) of a call this peer started before
+        from_peer = [c for c in self._calls.values() if c.remote_sid == remote_sid]
+        incoming = sum(not c.is_caller for c in from_peer)
+        if len(self._calls) >= MAX_CALLS or incoming >= MAX_INCOMING_PER_PEER:
+            self.refused += 1
+            self._send_busy(remote_sid, msg.sender_session)
             return None
         call = self._new_call(remote_sid, msg.sender_session, is_caller=False, now=now)
         call.local_number = msg.called_number or ""
@@ -401,6 +409,7 @@ class CallTable:
         if rebuilt is None:
             return
         time_ms, seq = rebuilt
+        self.progress += 1
         self.events.append(AudioFrameReceived(call.call_id, audio.codec, time_ms, seq, audio.data))
 
     # ----------------------------------------------------------------- helpers
@@ -447,6 +456,7 @@ class CallTable:
             call.end_reason = reason or EndReason.HUNG_UP
             call.end_detail = detail or call.end_reason.value
         call.local_state, call.remote_state = new_local, new_remote
+        self.progress += 1
         self.events.append(
             CallStateChanged(
                 call.call_id,
@@ -465,6 +475,16 @@ class CallTable:
     def _send_if_changed(self, call: Call) -> None:
         if call.state_byte != call.last_sent_state_byte:
             self._send_status(call)
+
+    def _send_busy(self, remote_sid: bytes, remote_session: int) -> None:
+        """Refuse a call we keep no state for: one CALLENDED naming the caller's session."""
+        busy = VompMessage(
+            sender_session=self._rng.randrange(1, 0x10000),
+            recipient_session=remote_session,
+            sender_state=CALLENDED,
+            recipient_state=CALLPREP,
+        )
+        self.outgoing.append((remote_sid, busy))
 
     def _send_status(self, call: Call) -> None:
         self.outgoing.append((call.remote_sid, self._message(call)))
@@ -488,7 +508,7 @@ class CallTable:
     def _delete(self, call: Call, now: float, *, timed_out: bool) -> None:
         del self._calls[call.call_id]
         if call.remote_session:
-            self._deleted[(call.remote_sid, call.remote_session)] = now
+            self._sessions_seen.add((call.remote_sid, call.remote_session))
         reason = call.end_reason or EndReason.HUNG_UP
         self.events.append(
             CallEnded(
