@@ -169,8 +169,8 @@ def test_scan_forever_delivers_a_held_key_once():
 def test_led_blinks_on_its_pin():
     clock = Clock()
     pins = RecordingPins(clock)
-    led = Led(pins.output(LED))
-    pin = pins.pins[LED]
+    pin = pins.output(LED)
+    led = Led(pin)
     assert led.set_pattern("blink", 10.0) == 10.5
     clock.now = 10.5
     assert led.update(10.5) == 11.0

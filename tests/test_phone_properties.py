@@ -211,3 +211,30 @@ def test_two_real_phones_under_random_use_return_to_idle_with_no_calls_left(scri
 def control_dial(phone: Phone, number: str, now: float) -> None:
     with contextlib.suppress(PhoneError):
         phone.dial(number, now)
+
+
+@settings(max_examples=20)
+@given(st.floats(0.0, 1.5), st.sampled_from([0.0, 0.1, 0.3]), st.integers(0, 1000), st.booleans())
+def test_crossing_calls_never_connect_twice(offset, loss, seed, lower_dials_first):
+    """Both dial each other, the second up to 1.5 s later (maybe while the first call already
+    reached it): never two calls, and without loss always one."""
+    net, stations = phones(2, faults=Faults(loss=loss), seed=seed)
+    a, b = sorted(stations, key=lambda s: s.node.sid, reverse=not lower_dials_first)
+    a.node.lookup(b.node.number, net.now)  # both sides know each other: the calls cross
+    b.node.lookup(a.node.number, net.now)
+    net.run_until(net.now + 3.5)
+    a.lift()
+    b.lift()
+    a.press(b.node.number + "#")
+    net.run_until(net.now + offset)
+    b.press(a.node.number + "#")
+    for _ in range(10):
+        net.run_until(net.now + 0.5)
+        live = [
+            [c for c in s.node.calls.calls() if c.local_state == CallState.INCALL] for s in (a, b)
+        ]
+        assert all(len(calls) <= 1 for calls in live)
+        if a.state == b.state == "in call":
+            assert live[0][0].local_session == live[1][0].remote_session
+    if loss == 0.0:
+        assert (a.state, b.state) == ("in call", "in call")

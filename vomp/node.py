@@ -52,7 +52,7 @@ from vomp.events import (
 from vomp.identity import Identity
 from vomp.limits import AddressLedger, OncePer, RecentKeys, TokenBucket
 from vomp.mdp import MdpMode
-from vomp.messages import encode_vomp, parse_vomp
+from vomp.messages import CallState, encode_vomp, parse_vomp
 from vomp.neighbours import ACK_SOON_DELAY, TICK_INTERVAL, Neighbour, NeighbourTable
 from vomp.packet import (
     MTU,
@@ -98,12 +98,14 @@ EXPLAIN_KEYS = 1024  # SIDs/addresses remembered for that
 EXPLAIN_ANSWERS_MAX = 32
 UNPROVEN_BUDGET = 256  # bytes an unproven address gets from us, unless it sent us more
 UNPROVEN_BYTE_RATE = 8192.0  # bytes/s all unproven addresses share
+PROVEN_RATIO = 4.0  # a proven address gets at most this many bytes for each it sent us
 UNPROVEN_FRAME_RATE = 64.0  # frames/s to unproven addresses: each uses a frame seq, and a
 UNPROVEN_FRAME_BURST = 32.0  # real peer's 64-frame window must never be overrun (§9.2)
 ADDRESS_LIMIT = 1024  # source addresses in the ledger
 ADDRESS_MEMORY = 60.0  # s an address is remembered after it was last heard
 CRYPTO_PER_DATAGRAM = 4  # key derivations + signature checks for unproven SIDs, per datagram
 CRYPTO_PER_SECOND = 64.0  # ... and per second
+SIGNKEY_CONVERSIONS_PER_DATAGRAM = 8  # unknown 0xFB keys turned into SIDs (addresses, answers)
 KEY_CACHE_LIMIT = 512
 BOOK_LIMIT = 4096  # SIDs in the address book
 NONCES_PER_PEER = 256  # crypto_box nonces remembered per SID (replayed boxes are dropped)
@@ -164,6 +166,7 @@ class Node:
         self._call_address: dict[bytes, tuple[object, bool]] = {}
         self._addresses = AddressLedger(
             budget=UNPROVEN_BUDGET,
+            verified_ratio=PROVEN_RATIO,
             rate=UNPROVEN_BYTE_RATE,
             burst=2 * UNPROVEN_BYTE_RATE,
             capacity=ADDRESS_LIMIT,
@@ -193,6 +196,7 @@ class Node:
         self._ensure_started(now)
         self.counters["datagrams_received"] += 1
         self._crypto_spent = 0
+        self.book.conversions_left = SIGNKEY_CONVERSIONS_PER_DATAGRAM
         try:
             self._addresses.heard(source_address, len(datagram), now)
             self._receive(bytes(datagram), source_address, now)
@@ -393,7 +397,7 @@ class Node:
             self.counters["frames_skipped_type"] += 1
 
     def _receive_please_explain(self, frame: Frame, source: object, now: float) -> None:
-        entries = please_explain.parse_please_explain(frame.payload)
+        entries = please_explain.parse_please_explain(frame.payload, self.book)
         for entry in entries:
             if isinstance(entry, please_explain.ExplainAnswer):
                 self.book.learn(entry.sid, entry.sign_key)
@@ -669,7 +673,12 @@ class Node:
         """Turn the call table's messages and events into frames and Node events."""
         if self.calls.outgoing:
             live = {c.remote_sid for c in self.calls.calls()}
-            dialled = {c.remote_sid for c in self.calls.calls() if c.is_caller}
+            # calls the user placed or answered: theirs to spend, not a stranger's
+            chosen = {
+                c.remote_sid
+                for c in self.calls.calls()
+                if c.is_caller or c.local_state == CallState.INCALL
+            }
             for remote_sid, message in self.calls.outgoing:
                 if remote_sid in live and remote_sid not in self._call_address:
                     neighbour = self.neighbours.get(remote_sid)
@@ -683,7 +692,7 @@ class Node:
                         encode_vomp(message),
                         None,
                         None,
-                        exempt=remote_sid in dialled,  # the user placed this call
+                        exempt=remote_sid in chosen,
                     )
                 except crypto.CryptoFailure as exc:
                     self._drop(_reason(exc))
@@ -782,7 +791,7 @@ class Node:
         to such addresses are rate-limited: each one uses up one of our frame seqs.
         """
         unicast = destination is not BROADCAST
-        guarded = unicast and not self._addresses.is_verified(destination)
+
         room = MTU - HEADER_LEN
         bodies: list[bytearray] = [bytearray()]
         tick = False
@@ -802,13 +811,14 @@ class Node:
                 self._drop("frame_too_large")
                 continue
             new_body = len(bodies[-1]) + len(encoded) > room
-            if guarded and not exempt:
+            if unicast and not exempt:
                 cost = len(encoded) + (HEADER_LEN if new_body or not bodies[-1] else 0)
-                if not self._unproven_frames.take(now):
+                proven = self._addresses.is_verified(destination)
+                if not proven and not self._unproven_frames.take(now):
                     self.counters["withheld_unproven_frame_rate"] += 1
                     continue
                 if not self._addresses.may_send(destination, cost, now):
-                    self.counters["withheld_unproven_budget"] += 1
+                    self.counters["withheld_send_budget"] += 1
                     continue
             if needs_seq:
                 frame.frame_seq = self.neighbours.next_frame_seq()
