@@ -55,11 +55,7 @@ class ControlCommands:
             "sid": format_sid(node.sid),
             "peers": len(node.neighbours),
             "phone": dataclasses.asdict(phone),
-            "rejected": {
-                name.removeprefix("dropped_"): count
-                for name, count in node.counters.items()
-                if name.startswith("dropped_") and count
-            },
+            "rejected": node.rejected,
             "counters": dict(node.counters),
             "mesh": self._mesh_status(),
         }

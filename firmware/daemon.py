@@ -26,14 +26,13 @@ import time
 from pathlib import Path
 
 from firmware import config as config_file
-from firmware import status_view
+from firmware import keyring, status_view
 from firmware.config import EX_CONFIG, Config, ConfigError
 from firmware.control_commands import ControlCommands
 from firmware.control_protocol import Request
 from firmware.control_server import ControlServer
 from firmware.event_log import EventLog, RecentLines, abridged, setup
 from firmware.handset_audio import HandsetAudio
-from firmware.keyring import load_keyring, save_keyring
 from firmware.phone_driver import PhoneDriver
 from firmware.service_manager import ServiceManager, service_manager, watchdog_interval
 from firmware.transport import NodeProtocol, start
@@ -53,7 +52,7 @@ from vomp.events import (
     PeerFound,
     PeerLost,
 )
-from vomp.identity import Identity, KeyringEntry
+from vomp.identity import KeyringEntry, KeyringError
 from vomp.messages import CallState
 from vomp.node import Node
 from vomp.phone import Phone, PhoneSettings
@@ -82,19 +81,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.config}: ok")
         return 0
     recent = setup()
+    try:  # a keyring that exists but holds no identity must stop us, not be replaced
+        load_or_create_identity(config.keyring_path, config.handset.number, config.handset.name)
+    except KeyringError as error:
+        log.error("%s", error)
+        return EX_CONFIG
     faulthandler.enable()  # the watchdog's SIGABRT puts every thread's stack in the journal
     return asyncio.run(serve(config, recent))
 
 
 def load_or_create_identity(path: Path, number: str, name: str) -> KeyringEntry:
     """The keyring's first identity with the configured number and name (created on first start)."""
-    entries = load_keyring(path) if path.exists() else []
-    entry = entries[0] if entries else KeyringEntry(Identity.generate(), None, "")
-    updated = KeyringEntry(entry.identity, number, name)
-    if not entries or updated != entry:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        save_keyring(path, [updated, *entries[1:]])
-    return updated
+    return keyring.load_or_create(path, number, name)
 
 
 async def serve(config: Config, recent: RecentLines | None = None) -> int:

@@ -10,13 +10,14 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import os
 import signal
 from pathlib import Path
 
-from firmware.keyring import load_keyring, save_keyring
+from firmware import keyring
 from firmware.transport import SERVAL_PORT, start
 from vomp.events import CallStateChanged, PacketDropped
-from vomp.identity import Identity, KeyringEntry, format_sid
+from vomp.identity import KeyringEntry, KeyringError, format_sid
 from vomp.messages import CallState
 from vomp.node import Node
 
@@ -38,21 +39,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_or_create(path: Path, number: str | None, name: str | None) -> KeyringEntry:
     """The first identity of the keyring, created or updated with number/name if given."""
-    entries = load_keyring(path) if path.exists() else []
-    entry = entries[0] if entries else KeyringEntry(Identity.generate(), None, "")
-    updated = KeyringEntry(
-        entry.identity,
-        number if number is not None else entry.did,
-        name if name is not None else entry.name,
-    )
-    if not entries or updated != entry:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_keyring(path, [updated, *entries[1:]])
-    return updated
+    return keyring.load_or_create(path, number, name)
 
 
 async def serve(args: argparse.Namespace) -> int:
-    entry = load_or_create(args.keyring, args.number, args.name)
+    try:
+        entry = load_or_create(args.keyring, args.number, args.name)
+    except KeyringError as error:  # never replaced by a new identity: the user decides
+        log.error("%s", error)
+        return os.EX_CONFIG
     if entry.did is None:
         log.error("%s has no phone number; fix: run again with --number 5551234", args.keyring)
         return 2
