@@ -204,20 +204,18 @@ class _Checker:
             self.report(
                 "handset", "number", "missing", 'add number = "5551234" (5-31 of 0-9 * # +)'
             )
-        parts = (handset, mesh, audio, keypad, control, diag, system)
-        if self.problems or any(part is None for part in parts):
+        if (
+            self.problems
+            or handset is None
+            or mesh is None
+            or audio is None
+            or keypad is None
+            or control is None
+            or diag is None
+            or system is None
+        ):
             return None
-        return Config(
-            self.path,
-            handset,
-            mesh,
-            audio,
-            keypad,
-            speed_dial,
-            control,
-            diag,
-            system,  # type: ignore[arg-type]
-        )
+        return Config(self.path, handset, mesh, audio, keypad, speed_dial, control, diag, system)
 
     def settings(
         self, section: str, cls: type, table: dict[str, Any], check: Any = None
@@ -374,7 +372,7 @@ def _check_handset(s: HandsetSettings, table: dict[str, Any]) -> Problems:
 
 
 def _check_audio(s: AudioSettings, table: dict[str, Any]) -> Problems:
-    problems = []
+    problems: Problems = []
     for key in ("input", "output"):
         if key in table and s.backend != "file":
             problems.append((key, f"only used by the file backend, not {s.backend!r}", "remove"))

@@ -19,11 +19,13 @@ import argparse
 import asyncio
 import contextlib
 import faulthandler
+import functools
 import logging
 import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from firmware import config as config_file
 from firmware import keyring, status_view
@@ -108,8 +110,13 @@ async def serve(config: Config, recent: RecentLines | None = None) -> int:
     handset = Handset(config, node, mesh, events, recent)
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
+
+    def request_stop() -> None:
+        if not stop.done():
+            stop.set_result(None)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+        loop.add_signal_handler(sig, request_stop)
     manager = service_manager()
     supervisor = asyncio.create_task(supervise(handset, manager, stop))
     try:
@@ -255,7 +262,8 @@ class Handset:
         assert self.protocol is not None
         while not stop.done():
             getter = asyncio.ensure_future(self.protocol.next_event())
-            done, _ = await asyncio.wait({getter, stop}, return_when=asyncio.FIRST_COMPLETED)
+            waiting: set[asyncio.Future[Any]] = {getter, stop}
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if getter not in done:
                 getter.cancel()
                 break
@@ -269,7 +277,7 @@ class Handset:
         if self.protocol is not None:
             for call in self.node.calls.calls():
                 if call.local_state < CallState.CALLENDED:
-                    self.protocol.command(lambda n, now, c=call.call_id: n.hang_up(c, now))
+                    self.protocol.command(functools.partial(_hang_up, call.call_id))
             await asyncio.sleep(0.1)  # let the hang-ups leave
             self.protocol.close()
         if self.audio is not None:
@@ -364,3 +372,7 @@ class LookupWaiters:
             future = self._waiting[event.number][0]
             if not future.done():
                 future.set_result(None)
+
+
+def _hang_up(call: int, node: Node, now: float) -> None:
+    node.hang_up(call, now)

@@ -177,8 +177,8 @@ class PhoneDriver:
         self.events.event(
             f"call {call} audio: codec {stats.get('codec_sent')} sent {stats.get('frames_sent')} "
             f"received {stats.get('packets_received')} lost {stats.get('lost')} concealed "
-            f"{stats.get('concealed')} jitter {float(stats.get('jitter_ms') or 0):.1f} ms "
-            f"playout {float(stats.get('playout_delay_ms') or 0):.0f} ms",
+            f"{stats.get('concealed')} jitter {_figure(stats, 'jitter_ms'):.1f} ms "
+            f"playout {_figure(stats, 'playout_delay_ms'):.0f} ms",
             call_id=call,
         )
 
@@ -204,3 +204,9 @@ class PhoneDriver:
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+
+
+def _figure(stats: dict[str, object], key: str) -> float:
+    """A numeric statistic, 0 when absent."""
+    value = stats.get(key)
+    return float(value) if isinstance(value, int | float) else 0.0

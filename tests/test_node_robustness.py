@@ -40,7 +40,7 @@ def fresh_node() -> Node:
     return Node(Identity.from_seed(bytes(range(32))), "5552002", "Bob", rng=random.Random(0))
 
 
-@settings(max_examples=400, derandomize=True, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(st.binary(max_size=1300))
 def test_random_bytes_never_raise(data):
     node = fresh_node()
@@ -49,7 +49,7 @@ def test_random_bytes_never_raise(data):
     assert node.counters["internal_errors"] == 0
 
 
-@settings(max_examples=400, derandomize=True, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(
     index=st.integers(0, len(SAMPLES) - 1),
     flips=st.lists(st.tuples(st.integers(0, 1299), st.integers(1, 255)), min_size=1, max_size=4),
