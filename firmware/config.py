@@ -71,8 +71,13 @@ class KeypadSettings:
     columns: tuple[int, ...] = ()
     layout: Literal["4x3", "4x4"] = "4x3"
     hook: int | None = None
+    hook_lifted: Literal["low", "high"] = "low"
+    """The hook input's level while the handset is lifted (a contact to ground: low)."""
     ringer: int | None = None
     led: int | None = None
+    scan_settle_ms: int = 0
+    """How long a row is driven before its columns are read: 0 for wires; a simulated keypad
+    (gpio-sim on the VM bench) needs tens of ms."""
 
 
 @dataclass(frozen=True)
@@ -415,6 +420,8 @@ def _check_keypad(s: KeypadSettings, table: dict[str, Any]) -> Problems:
         problems.append(
             ("rows", "a pin is used twice", "give every row, column and output its own pin")
         )
+    if not 0 <= s.scan_settle_ms <= 100:
+        problems.append(("scan_settle_ms", f"{s.scan_settle_ms} ms", "use 0 (50 for gpio-sim)"))
     if s.backend != "none" and s.rows:
         want = 4 if s.layout == "4x4" else 3
         if len(s.rows) != 4:

@@ -40,9 +40,11 @@ KEYS_KEPT = 50
 
 
 class Output(Protocol):
-    """What a ringer or an LED needs: on or off (a blinking LED is driven by its backend)."""
+    """A ringer (True/False) or an LED ("off" | "on" | "blink"); see firmware.indicators."""
 
     def set(self, value: str | bool) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class PhoneDriver:
