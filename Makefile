@@ -22,8 +22,15 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: venv lint
-	$(VENV)/bin/pytest
+# The inner loop, about a minute: lint, types, and every test that needs no VM, no network
+# namespaces and no real-time audio. `make test` runs it, then the rest of the suite.
+FAST_TESTS := not netns and not realtime and not vm
+check: venv lint
+	$(VENV)/bin/mypy vomp hw firmware
+	$(VENV)/bin/pytest -q -m "$(FAST_TESTS)"
+
+test: venv check
+	$(VENV)/bin/pytest -m "not ($(FAST_TESTS))"
 	$(PY) -m image test --when-able
 
 # Benchmarks: bench-only packages (the `bench` extra), speech clips fetched into .cache/, then
@@ -60,7 +67,7 @@ image-test: venv
 	$(PY) -m image test
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache
+	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache .mypy_cache
 
 # Start the handset; e.g. make run HANDSET_ARGS="--interface bat0 --number 5551234 --name Kim"
 .PHONY: run

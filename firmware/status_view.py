@@ -232,6 +232,11 @@ def format_test(result: Any) -> str:
     )
 
 
+def printable(value: Any) -> str:
+    """Any value as text safe for a terminal: control characters (escape sequences) become ?."""
+    return _text(value)
+
+
 def _pairs(values: dict[str, Any]) -> str:
     width = max(len(k) for k in values)
     return "\n".join(f"  {k.replace('_', ' '):<{width}}  {_text(v)}" for k, v in values.items())

@@ -20,8 +20,10 @@ PEER = Path(__file__).resolve().parent / "netns_peer.py"
 
 
 @contextlib.contextmanager
-def bridged_namespaces(prefix: str = "hs", subnet: str = "10.77") -> Iterator[tuple[str, str]]:
-    """Namespaces a and b, each with eth0 (<subnet>.x.1 and .2/24) on one bridge in a third.
+def bridged_namespaces(
+    prefix: str = "hs", subnet: str = "10.77", count: int = 2
+) -> Iterator[tuple[str, ...]]:
+    """`count` namespaces, each with eth0 (<subnet>.x.1, .2, ... /24) on one bridge in another.
 
     `prefix` and `subnet` keep labs that may run at once (the call tests and the audio call)
     apart; the process id keeps parallel runs apart.
@@ -30,14 +32,15 @@ def bridged_namespaces(prefix: str = "hs", subnet: str = "10.77") -> Iterator[tu
 
     tag = f"{os.getpid() % 100000}{random.randrange(100)}"
     octet = os.getpid() % 250 + 1
-    names = {"br": f"{prefix}br{tag}", "a": f"{prefix}a{tag}", "b": f"{prefix}b{tag}"}
+    sides = "abcdefgh"[:count]
+    names = {"br": f"{prefix}br{tag}", **{side: f"{prefix}{side}{tag}" for side in sides}}
     for name in names.values():
         netns.create(name)
     try:
         with NetNS(names["br"]) as br:
             br.link("add", ifname="br0", kind="bridge")
             bridge = br.link_lookup(ifname="br0")[0]
-            for side in ("a", "b"):
+            for side in sides:
                 br.link(
                     "add",
                     ifname=f"v{side}",
@@ -47,7 +50,7 @@ def bridged_namespaces(prefix: str = "hs", subnet: str = "10.77") -> Iterator[tu
                 port = br.link_lookup(ifname=f"v{side}")[0]
                 br.link("set", index=port, master=bridge, state="up")
             br.link("set", index=bridge, state="up")
-        for host, side in ((1, "a"), (2, "b")):
+        for host, side in enumerate(sides, start=1):
             with NetNS(names[side]) as ns:
                 eth0 = ns.link_lookup(ifname="eth0")[0]
                 ns.addr(
@@ -59,7 +62,7 @@ def bridged_namespaces(prefix: str = "hs", subnet: str = "10.77") -> Iterator[tu
                 )
                 ns.link("set", index=eth0, state="up")
                 ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
-        yield names["a"], names["b"]
+        yield tuple(names[side] for side in sides)
     finally:
         for name in names.values():
             with contextlib.suppress(OSError):

@@ -8,6 +8,7 @@ would hear or see (tones, ringer, LED, call audio, volume, mute) is recorded wit
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import UnionType
 
 from lab.netsim import Network, Station
 from vomp.events import Event
@@ -59,7 +60,7 @@ class PhoneStation:
     def node(self):
         return self.station.node
 
-    def of(self, kind: type) -> list:
+    def of(self, kind: type | UnionType) -> list:
         return [a for _t, a in self.actions if isinstance(a, kind)]
 
     def tone(self) -> str | None:

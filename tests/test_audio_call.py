@@ -18,17 +18,30 @@ def _call(codec: int, link: Link, seconds: float = 3.0, config: AudioConfig | No
 
 
 @pytest.mark.parametrize("burst", [1, 2, 3])
-def test_redundancy_rebuilds_bursts_without_concealment(burst):
-    # One loss at 1 s tells the buffer to wait for copies; the bursts come after it.
-    lost = {50} | {100 + i for i in range(burst)} | {130 + i for i in range(burst)}
+def test_redundancy_rebuilds_bursts_without_concealment_once_the_buffer_has_seen_one(burst):
+    # One loss at 1 s tells the buffer to wait for copies; the first burst teaches it how long.
+    taught = {50} | {100 + i for i in range(burst)}
     _, _, clean = _call(OPUS_REDUNDANT, Link())
+    _, first, _ = _call(OPUS_REDUNDANT, Link(loss=PatternLoss(taught)))
+    lost = taught | {130 + i for i in range(burst)}
     _, receiver, out = _call(OPUS_REDUNDANT, Link(loss=PatternLoss(lost)))
     s = receiver.stats
     assert s.lost == len(lost)
-    assert s.concealed == 1  # only the first loss, before the buffer knew to wait
-    assert s.recovered_redundancy + s.recovered_fec == len(lost) - 1
-    # Around the bursts the audio is what the lossless call played, give or take a shift.
-    assert worst_window_correlation(clean, out, 28800, 44800) > 0.93
+    assert s.concealed <= burst  # the first loss, and the first burst but for its last frame
+    assert s.concealed == first.stats.concealed  # the second burst is rebuilt whole
+    assert s.recovered_redundancy + s.recovered_fec == len(lost) - s.concealed
+    # Around the second burst the audio is what the lossless call played, give or take a shift.
+    assert worst_window_correlation(clean, out, 38400, 48000) > 0.93
+
+
+def test_the_buffer_waits_less_for_scattered_losses_than_for_bursts():
+    scattered = {50 + 10 * i for i in range(10)}
+    bursts = {50 + 30 * i + k for i in range(4) for k in range(3)}
+    _, sparse, _ = _call(OPUS_REDUNDANT, Link(loss=PatternLoss(scattered)))
+    _, bursty, _ = _call(OPUS_REDUNDANT, Link(loss=PatternLoss(bursts)))
+    assert sparse.jitter_buffer.wait_frames < bursty.jitter_buffer.wait_frames
+    assert sparse.stats.concealed <= 1
+    assert sparse.stats.target_delay_ms < bursty.stats.target_delay_ms
 
 
 def test_plain_opus_uses_the_next_packets_fec_for_a_single_loss():

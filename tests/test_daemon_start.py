@@ -78,7 +78,10 @@ def test_first_start_creates_the_identity_and_answers_status_then_stops_on_sigte
         human = client("status", sock=sock)
         assert human.stdout.startswith("idle  number 5551234")
         refused = client("answer", sock=sock)
-        assert (refused.returncode, refused.stderr) == (1, "handset answer: no call is ringing\n")
+        assert (refused.returncode, refused.stderr) == (
+            1,
+            "handset answer: no call is ringing: the phone is idle\n",
+        )
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=15) == 0
     finally:

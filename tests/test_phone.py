@@ -263,6 +263,7 @@ def test_volume_stays_within_its_range():
     assert phone.volume == 0
     levels = []
     while (action := phone.next_action()) is not None:
+        assert isinstance(action, SetVolume)
         levels.append(action.level)
     assert levels == [10, *range(9, -1, -1)]
 
@@ -279,7 +280,7 @@ def test_control_commands_dial_answer_and_hang_up_without_a_hook():
     assert (a.state, b.state) == ("idle", "ended")
     net.run_until(net.now + 11)
     assert b.state == "idle"  # nobody lifted b's handset: the end tone puts it back
-    with pytest.raises(PhoneError, match="nothing to answer"):
+    with pytest.raises(PhoneError, match="no call is ringing"):
         b.do(b.phone.answer)
     with pytest.raises(PhoneError, match="cannot dial '12'"):
         b.do(lambda now: b.phone.dial("12", now))
@@ -351,6 +352,33 @@ def test_both_dialling_each_other_at_once_connects_exactly_one_call():
     assert higher.of(RejectedWhileBusy) == [] and lower.of(RejectedWhileBusy) == []
 
 
+def test_crossing_calls_connect_even_when_the_lower_sids_first_callprep_is_lost():
+    net, stations = phones(2)
+    lower, higher = sorted(stations, key=lambda s: s.node.sid)
+    lower.node.lookup(higher.node.number, net.now)
+    higher.node.lookup(lower.node.number, net.now)
+    net.run_until(net.now + 3.5)
+    start = net.now
+    deliver = higher.node.receive
+
+    def lossy(data, source, now):  # the lower SID's first datagrams to the higher one are lost
+        if source == lower.station.address and now < start + 0.05:
+            return
+        deliver(data, source, now)
+
+    higher.node.receive = lossy
+    lower.lift()
+    higher.lift()
+    lower.press(higher.node.number + "#")
+    net.run_until(start + 0.1)
+    higher.press(lower.node.number + "#")
+    net.run_until(start + 3.0)
+    assert "ended" in higher.states()  # its call was refused first (a moment of busy tone)
+    assert (lower.state, higher.state) == ("in call", "in call")
+    live = [c for s in stations for c in s.node.calls.calls() if c.local_state == S.INCALL]
+    assert len(live) == 2
+
+
 def test_status_snapshot_names_the_state_and_the_number():
     net, (a, b) = phones(2)
     connect(net, a, b)
@@ -386,3 +414,13 @@ def test_a_phone_joins_a_network_late():
     net.run_until(net.now + 2.0)
     connect(net, a, b)
     assert (a.state, b.state) == ("in call", "in call")
+
+
+def test_every_tone_the_phone_asks_for_exists_in_the_tone_table():
+    from hw.soundcard.tones import CALL_PROGRESS
+    from vomp.phone import END_TONES, INDICATORS
+
+    asked = {i.tone for i in INDICATORS.values()} - {None, "end"}
+    asked |= {tone for tone in END_TONES.values() if tone is not None}
+    assert asked <= CALL_PROGRESS.keys()
+    assert set(END_TONES) >= set(EndReason)  # every way a call ends has its tone

@@ -150,11 +150,21 @@ def test_late_frames_keep_the_reference():
     assert (numbering.ref_time, numbering.ref_seq) == (10, 10)
 
 
-def test_audio_frame_repeating_one_of_the_last_16_kept_times_is_dropped():
+def test_an_audio_time_already_delivered_is_never_delivered_again():
+    # servald forgets all but the last 16 times; a replayed datagram must not play twice here
     numbering = AudioNumbering()
     assert numbering.accept(0, 0) == (0, 0)
     assert numbering.accept(1, 1) == (20, 1)
-    assert numbering.accept(1, 2) is None  # same time as a kept frame: duplicate
-    for t in range(2, 18):
+    assert numbering.accept(1, 2) is None  # same time as a delivered frame: duplicate
+    for t in range(3, 200):
         assert numbering.accept(t, t) is not None
-    assert numbering.accept(1, 1) == (20, 1)  # frame 1 fell out of the last 16
+    assert numbering.accept(1, 1) is None  # long gone, still never again
+    assert numbering.accept(2, 2) is None  # never delivered, but older than the window
+    assert numbering.accept(199 - AudioNumbering.WINDOW + 1, 500) is None  # delivered before
+
+
+def test_a_late_audio_frame_within_the_window_is_still_delivered():
+    numbering = AudioNumbering()
+    for t in (0, 1, 3, 4, 5):
+        assert numbering.accept(t, t) is not None
+    assert numbering.accept(2, 2) == (40, 2)  # reordered, not a duplicate

@@ -24,6 +24,7 @@ CODE_P2P_ME = 0xFC
 CODE_P2P_YOU = 0xFD
 CODE_PREVIOUS = 0xFE
 CODE_SELF = 0xFF
+UNKNOWN_PREFIXES_MAX = 32  # per packet: enough to ask about, too few to cost much to collect
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +87,21 @@ def encode_sid(sid: bytes) -> bytes:
 
 
 class AddressBook:
-    """The SIDs we know (and their Ed25519 keys), for unique-prefix resolution (SPEC §4)."""
+    """The SIDs we know (and their Ed25519 keys), for unique-prefix resolution (SPEC §4).
 
-    def __init__(self) -> None:
+    At most `capacity` SIDs: once full, new SIDs are not learnt (a full SID in a header still
+    resolves by itself) until the owner `forget`s the ones it no longer needs.
+    """
+
+    def __init__(self, capacity: int | None = None) -> None:
+        self.capacity = capacity
         self._sorted: list[bytes] = []
         self._sign_keys: dict[bytes, bytes | None] = {}
+        self._sid_of_key: dict[bytes, bytes] = {}
+        self.refused = 0  # SIDs not learnt because the book was full
+        # Curve conversions (0xFB key -> SID) still allowed; None: no limit. The owner resets
+        # it per datagram, so a packet full of unknown 0xFB keys costs a bounded amount.
+        self.conversions_left: int | None = None
 
     def learn(self, sid: bytes, sign_key: bytes | None = None) -> None:
         """Remember a SID; a sign key is only ever added, never replaced by None."""
@@ -98,15 +109,39 @@ class AddressBook:
         if len(sid) != SID_LEN:
             raise ValueError(f"a SID is {SID_LEN} bytes")
         if sid not in self._sign_keys:
+            if self.capacity is not None and len(self._sorted) >= self.capacity:
+                self.refused += 1
+                return
             bisect.insort(self._sorted, sid)
             self._sign_keys[sid] = None
         if sign_key is not None:
             self._sign_keys[sid] = bytes(sign_key)
+            self._sid_of_key[bytes(sign_key)] = sid
 
     def forget(self, sid: bytes) -> None:
         if sid in self._sign_keys:
-            del self._sign_keys[sid]
-            self._sorted.remove(sid)
+            key = self._sign_keys.pop(sid)
+            if key is not None:
+                self._sid_of_key.pop(key, None)
+            del self._sorted[bisect.bisect_left(self._sorted, sid)]
+
+    def may_convert(self) -> bool:
+        return self.conversions_left is None or self.conversions_left > 0
+
+    def sid_of_sign_key(self, sign_key: bytes) -> bytes | None:
+        """The SID of a 0xFB key: from the book if known, else converted while the
+        per-datagram allowance lasts; None if the key is not a valid point or over budget."""
+        known = self._sid_of_key.get(bytes(sign_key))
+        if known is not None:
+            return known
+        if self.conversions_left is not None:
+            if self.conversions_left <= 0:
+                return None
+            self.conversions_left -= 1
+        try:
+            return sid_from_sign_key(sign_key)
+        except CryptoError:  # not a valid curve point: no SID can be derived
+            return None
 
     def __contains__(self, sid: object) -> bool:
         return sid in self._sign_keys
@@ -129,11 +164,13 @@ class AddressBook:
             return None
         return self._sorted[i]
 
-    def matches(self, prefix: bytes) -> list[bytes]:
-        """Every known SID starting with `prefix` (for answering PLEASE_EXPLAIN)."""
+    def matches(self, prefix: bytes, limit: int | None = None) -> list[bytes]:
+        """Known SIDs starting with `prefix`, at most `limit` (for answering PLEASE_EXPLAIN)."""
         i = bisect.bisect_left(self._sorted, prefix)
-        found = []
+        found: list[bytes] = []
         while i < len(self._sorted) and self._sorted[i].startswith(prefix):
+            if limit is not None and len(found) >= limit:
+                break
             found.append(self._sorted[i])
             i += 1
         return found
@@ -164,8 +201,9 @@ class DecodeContext:
         if ABBREV_MIN <= code <= ABBREV_MAX:
             prefix = reader.take(code, what)
             sid = self.book.resolve_prefix(prefix)
-            if sid is None and prefix not in self.unknown_prefixes:
-                self.unknown_prefixes.append(prefix)
+            unknown = self.unknown_prefixes
+            if sid is None and len(unknown) < UNKNOWN_PREFIXES_MAX and prefix not in unknown:
+                unknown.append(prefix)
             return self._resolved(Address(code, prefix, sid))
         if code == CODE_FULL:
             sid = reader.take(SID_LEN, what)
@@ -174,10 +212,7 @@ class DecodeContext:
             return self._resolved(Address(code, sid, sid))
         if code == CODE_SIGNKEY:
             key = reader.take(SIGN_KEY_LEN, what)
-            try:
-                sid = sid_from_sign_key(key)
-            except CryptoError:  # not a valid curve point: no SID can be derived
-                sid = None
+            sid = self.book.sid_of_sign_key(key)
             if sid is not None and self.learn:
                 self.book.learn(sid, key)
             return self._resolved(Address(code, key, sid))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 
 from nacl import bindings
@@ -60,21 +61,37 @@ def shared_key(peer_sid: bytes, my_box_secret: bytes) -> bytes:
 
 
 class SharedKeyCache:
-    """Per (peer SID, our SID) shared keys: X25519 is computed once per peer, not per frame."""
+    """Per (peer SID, our SID) shared keys: X25519 is computed once per peer, not per frame.
 
-    def __init__(self) -> None:
-        self._keys: dict[tuple[bytes, bytes], bytes] = {}
+    At most `capacity` peers, least recently used forgotten first.
+    """
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.capacity = capacity
+        self._keys: OrderedDict[bytes, dict[bytes, bytes]] = OrderedDict()
+
+    def cached(self, peer_sid: bytes, my_sid: bytes) -> bool:
+        return my_sid in self._keys.get(peer_sid, {})
 
     def get(self, peer_sid: bytes, my_sid: bytes, my_box_secret: bytes) -> bytes:
-        key = self._keys.get((peer_sid, my_sid))
+        mine = self._keys.get(peer_sid)
+        key = mine.get(my_sid) if mine is not None else None
         if key is None:
             key = shared_key(peer_sid, my_box_secret)
-            self._keys[(peer_sid, my_sid)] = key
+            self._keys.setdefault(peer_sid, {})[my_sid] = key
+            if len(self._keys) > self.capacity:
+                self._keys.popitem(last=False)
+        self._keys.move_to_end(peer_sid)
         return key
 
     def forget(self, peer_sid: bytes) -> None:
-        for pair in [p for p in self._keys if p[0] == peer_sid]:
-            del self._keys[pair]
+        self._keys.pop(peer_sid, None)
+
+    def peers(self) -> list[bytes]:
+        return list(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
 
 
 def box_seal(plaintext: bytes, key: bytes, nonce: bytes) -> bytes:

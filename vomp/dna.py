@@ -93,6 +93,12 @@ def dna_uri(sid: bytes, did: str) -> str:
     return f"sid://{sid.hex().upper()}/local/{did}"
 
 
+def uri_names_sid(uri: str, sid: bytes) -> bool:
+    """Whether a reply's URI (`sid://SIDHEX/...`) names `sid`: one handset cannot answer
+    with a URI pointing at another."""
+    return uri.lower().startswith(f"sid://{sid.hex()}/")
+
+
 def encode_dna_reply(sid: bytes, did: str, name: str) -> bytes:
     """The body servald's client accepts: all four bars, upper-case SID, no trailing NUL."""
     if not is_valid_did(did):

@@ -127,3 +127,14 @@ class PacketDropped(Event):
     """A datagram or frame was refused; the reason is also counted in `Node.counters`."""
 
     reason: str
+
+
+@dataclass(frozen=True)
+class NumberClaimConflict(Event):
+    """A SID answered for a number that another SID answered for first: perhaps a new
+    handset, perhaps someone taking the number. Calls by number still go to `owner` until
+    the user says otherwise (`Node.trust_number`)."""
+
+    number: str
+    owner: bytes
+    claimant: bytes

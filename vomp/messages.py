@@ -6,7 +6,6 @@ codec list (+ numbers from the caller) or one audio frame.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -140,16 +139,18 @@ def _rebuild(reference: int, field: int) -> int:
 class AudioNumbering:
     """Rebuilds 32-bit time/seq for one call and direction and spots replayed frames.
 
-    References start at 0 (as servald's do) and only move forward; a frame whose rebuilt
-    time equals one of the last 16 kept frames is a duplicate.
+    References start at 0 (as servald's do) and only move forward. A media time is delivered
+    at most once: a frame whose rebuilt time was delivered before, or lies more than `WINDOW`
+    units (1.28 s) behind the newest delivered one, is a duplicate or a replay.
     """
 
-    KEEP = 16
+    WINDOW = 64
 
     def __init__(self) -> None:
         self.ref_time = 0
         self.ref_seq = 0
-        self._recent: deque[int] = deque(maxlen=self.KEEP)
+        self._newest: int | None = None
+        self._delivered: set[int] = set()
 
     def rebuild(self, time_field: int, seq_field: int) -> tuple[int, int]:
         """(time in 20 ms units, seq), both 32-bit; advances the references."""
@@ -162,7 +163,12 @@ class AudioNumbering:
     def accept(self, time_field: int, seq_field: int) -> tuple[int, int] | None:
         """(time_ms, seq) for a new frame, or None for a duplicate to drop."""
         time, seq = self.rebuild(time_field, seq_field)
-        if time in self._recent:
+        if self._newest is not None and (
+            time in self._delivered or time <= self._newest - self.WINDOW
+        ):
             return None
-        self._recent.append(time)
+        if self._newest is None or time > self._newest:
+            self._newest = time
+            self._delivered = {t for t in self._delivered if t > time - self.WINDOW}
+        self._delivered.add(time)
         return time * TIME_UNIT_MS, seq

@@ -15,6 +15,8 @@ NEIGHBOUR_EXPIRY = 12.0  # s: longer than servald's idle tick (5 s) so a quiet p
 LINK_TIMEOUT = 2.5  # s: servald's reachable_timeout; silent longer, the link counts as down
 FRAME_WINDOW = 64  # frames remembered per sender for de-duplication (§9.2)
 ACK_MASK_BITS = 32
+NEIGHBOUR_LIMIT = 256  # neighbours kept; a stranger flooding made-up SIDs evicts only strangers
+CLAIM_LIMIT = 64  # "this SID is also over here" claims kept until one proves itself
 
 
 class FrameSeqWindow:
@@ -88,16 +90,27 @@ class Neighbour:
     broadcast_acks: PacketSeqAcks = field(default_factory=PacketSeqAcks)
     frames: FrameSeqWindow = field(default_factory=FrameSeqWindow)
     ack_due_at: float | None = None
+    # True once a fresh crypto_box from this SID arrived from `address`: only such a frame
+    # proves the peer is there, as anyone can write any SID into a packet header.
+    confirmed: bool = False
 
 
 class NeighbourTable:
-    """Neighbours by SID, with expiry, plus our own outgoing sequence counters."""
+    """Neighbours by SID, with expiry, plus our own outgoing sequence counters.
+
+    A neighbour's address is where we first heard it. A packet claiming its SID from another
+    address does not move it (that would let anyone redirect a call with a bare header): it
+    is kept apart as a *claim*, with its own sequence state, until a frame authenticated by
+    that SID arrives from there (`confirm`), which moves the neighbour.
+    """
 
     def __init__(self, rng: random.Random) -> None:
         self._by_sid: dict[bytes, Neighbour] = {}
+        self._claims: dict[tuple[bytes, object], Neighbour] = {}
         # §9.2 REC: a random start, so a quick restart is not mistaken for duplicates.
         self._frame_seq = rng.randrange(256)
         self._packet_seq: dict[object, int] = {}
+        self.evicted: list[Neighbour] = []  # strangers pushed out by newcomers, for PeerLost
 
     def __contains__(self, sid: object) -> bool:
         return sid in self._by_sid
@@ -107,6 +120,13 @@ class NeighbourTable:
 
     def __len__(self) -> int:
         return len(self._by_sid)
+
+    @property
+    def claims(self) -> int:
+        return len(self._claims)
+
+    def claim_sids(self) -> set[bytes]:
+        return {sid for sid, _address in self._claims}
 
     def get(self, sid: bytes) -> Neighbour | None:
         return self._by_sid.get(sid)
@@ -121,33 +141,91 @@ class NeighbourTable:
         seq: int | None,
         unicast: bool,
         now: float,
-    ) -> tuple[Neighbour, bool]:
-        """Record a packet from `sid`; returns (neighbour, True if it is new)."""
+    ) -> tuple[Neighbour | None, bool]:
+        """Record a packet from `sid`; returns (record, True if it is a new neighbour).
+
+        The record is the neighbour itself, or a claim when the packet came from another
+        address; None when the table is full of confirmed neighbours.
+        """
         neighbour = self._by_sid.get(sid)
-        is_new = neighbour is None
-        if neighbour is None:
+        is_new = False
+        if neighbour is not None and neighbour.address != address:
+            neighbour = self._claim(sid, address, interface, now)
+        elif neighbour is None:
+            if len(self._by_sid) >= NEIGHBOUR_LIMIT and not self._evict_stranger():
+                return None, False
             neighbour = Neighbour(sid, address, interface, now)
             self._by_sid[sid] = neighbour
-        elif now - neighbour.last_heard > LINK_TIMEOUT:
+            is_new = True
+        self._refresh(neighbour, interface, version, seq, unicast, now)
+        return neighbour, is_new
+
+    def confirm(self, sid: bytes, address: object) -> bool:
+        """A fresh authenticated frame from `sid` came from `address`: it is really there.
+        Returns True if that moved the neighbour to this address."""
+        claim = self._claims.pop((sid, address), None)
+        neighbour = self._by_sid.get(sid)
+        if claim is not None:
+            claim.confirmed = True
+            claim.version = max(claim.version, neighbour.version if neighbour else 0)
+            self._by_sid[sid] = claim
+            return True
+        if neighbour is not None and neighbour.address == address:
+            neighbour.confirmed = True
+        return False
+
+    def _claim(self, sid: bytes, address: object, interface: int, now: float) -> Neighbour:
+        claim = self._claims.get((sid, address))
+        if claim is None:
+            claim = Neighbour(sid, address, interface, now)
+            self._claims[(sid, address)] = claim
+            if len(self._claims) > CLAIM_LIMIT:
+                del self._claims[next(iter(self._claims))]
+        return claim
+
+    @staticmethod
+    def _refresh(neighbour, interface, version, seq, unicast, now) -> None:
+        if now - neighbour.last_heard > LINK_TIMEOUT:
             # The link went down: the peer may have restarted and renumbered (§9.2), so old
             # frame seqs and packet seqs say nothing about the new ones.
             neighbour.frames = FrameSeqWindow()
             neighbour.unicast_acks = PacketSeqAcks()
             neighbour.broadcast_acks = PacketSeqAcks()
-        neighbour.address = address
         neighbour.interface = interface
         neighbour.last_heard = now
         neighbour.version = max(neighbour.version, version)
         if seq is not None:
             (neighbour.unicast_acks if unicast else neighbour.broadcast_acks).heard(seq)
-        return neighbour, is_new
+
+    def _evict_stranger(self) -> bool:
+        """Make room by dropping the longest-silent unconfirmed neighbour, if there is one."""
+        strangers = [n for n in self._by_sid.values() if not n.confirmed]
+        if not strangers:
+            return False
+        oldest = min(strangers, key=lambda n: n.last_heard)
+        del self._by_sid[oldest.sid]
+        self.evicted.append(oldest)
+        return True
 
     def expire(self, now: float) -> list[Neighbour]:
-        """Drop and return neighbours not heard for NEIGHBOUR_EXPIRY seconds."""
+        """Drop and return neighbours not heard for NEIGHBOUR_EXPIRY seconds (claims too)."""
         gone = [n for n in self._by_sid.values() if now - n.last_heard >= NEIGHBOUR_EXPIRY]
         for n in gone:
             del self._by_sid[n.sid]
+        for key in [k for k, c in self._claims.items() if now - c.last_heard >= NEIGHBOUR_EXPIRY]:
+            del self._claims[key]
+        gone += self.evicted
+        self.evicted = []
         return gone
+
+    def forget_packet_seqs(self, keep: set[object]) -> None:
+        """Drop our packet counters for addresses no longer in use (all but `keep`)."""
+        for destination in [d for d in self._packet_seq if d not in keep]:
+            del self._packet_seq[destination]
+
+    @property
+    def packet_seq_destinations(self) -> int:
+        return len(self._packet_seq)
 
     def next_frame_seq(self) -> int:
         seq = self._frame_seq

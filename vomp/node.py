@@ -12,12 +12,18 @@ header; to every neighbour every 500 ms (and ~50 ms after an ACK_SOON frame) a l
 claiming UNICAST with its interface number and a truthful ack; PLEASE_EXPLAIN asked and answered;
 key-map requests answered and sent; DNA lookups answered and made; VoMP calls. Every malformed,
 forged or unwanted input is counted in `counters` and dropped; no exception escapes `receive`.
+
+Anyone in radio range is a stranger until proven otherwise (`vomp.limits`): a neighbour's
+address moves only on a fresh crypto_box from its SID, a call's only on that call's progress;
+an address that has not proved itself gets no more bytes than it sent us (or a small budget);
+key derivations and signature checks for unproven SIDs are capped per datagram and per second;
+every table is capped and expires; `rejected` gives every refusal by reason.
 """
 
 from __future__ import annotations
 
 import random
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass
 
 from vomp import crypto, keymap, linkstate, mdp, please_explain
@@ -30,6 +36,7 @@ from vomp.dna import (
     is_valid_did,
     parse_dna_reply,
     parse_dna_request,
+    uri_names_sid,
 )
 from vomp.dna_lookup import LOOKUP_TIMEOUT, DnaLookups
 from vomp.events import (
@@ -37,13 +44,15 @@ from vomp.events import (
     DnaLookupFinished,
     EndReason,
     Event,
+    NumberClaimConflict,
     PacketDropped,
     PeerFound,
     PeerLost,
 )
 from vomp.identity import Identity
+from vomp.limits import AddressLedger, OncePer, RecentKeys, TokenBucket
 from vomp.mdp import MdpMode
-from vomp.messages import encode_vomp, parse_vomp
+from vomp.messages import CallState, encode_vomp, parse_vomp
 from vomp.neighbours import ACK_SOON_DELAY, TICK_INTERVAL, Neighbour, NeighbourTable
 from vomp.packet import (
     MTU,
@@ -82,6 +91,28 @@ HEADER_LEN = 37  # version, encapsulation, 0x20 + SID, flags, packet seq: all ou
 # (flags, 0x20 + SID, frame seq, length), crypto_box overhead, port byte and VoMP audio header.
 MAX_AUDIO_PAYLOAD = MTU - HEADER_LEN - 37 - crypto.BOX_OVERHEAD - 1 - 11
 
+# What a stranger can get out of us (see vomp.limits for the records that keep these).
+EXPLAIN_INTERVAL = 0.5  # s: PLEASE_EXPLAIN answered to / asked of one SID at most this often
+EXPLAIN_KEYS = 1024  # SIDs/addresses remembered for that
+# 0x20 answers in one PLEASE_EXPLAIN frame: it must fit one datagram (35 would)
+EXPLAIN_ANSWERS_MAX = 32
+UNPROVEN_BUDGET = 256  # bytes an unproven address gets from us, unless it sent us more
+UNPROVEN_BYTE_RATE = 8192.0  # bytes/s all unproven addresses share
+PROVEN_RATIO = 4.0  # a proven address gets at most this many bytes for each it sent us
+UNPROVEN_FRAME_RATE = 64.0  # frames/s to unproven addresses: each uses a frame seq, and a
+UNPROVEN_FRAME_BURST = 32.0  # real peer's 64-frame window must never be overrun (§9.2)
+ADDRESS_LIMIT = 1024  # source addresses in the ledger
+ADDRESS_MEMORY = 60.0  # s an address is remembered after it was last heard
+CRYPTO_PER_DATAGRAM = 4  # key derivations + signature checks for unproven SIDs, per datagram
+CRYPTO_PER_SECOND = 64.0  # ... and per second
+SIGNKEY_CONVERSIONS_PER_DATAGRAM = 8  # unknown 0xFB keys turned into SIDs (addresses, answers)
+KEY_CACHE_LIMIT = 512
+BOOK_LIMIT = 4096  # SIDs in the address book
+NONCES_PER_PEER = 256  # crypto_box nonces remembered per SID (replayed boxes are dropped)
+NONCE_PEERS = 512
+SWEEP_INTERVAL = 6.0  # s between sweeps of SIDs nobody needs any more
+CHALLENGE_INTERVAL = 2.0  # s between key-map requests to one (SID, other address) claim
+
 
 @dataclass
 class _PendingDial:
@@ -114,32 +145,63 @@ class Node:
         self.name = name
         # Production uses the OS generator (nonces, sessions, ports); tests pass a seeded one.
         self._rng = rng or random.SystemRandom()
-        self.book = AddressBook()
+        self.book = AddressBook(BOOK_LIMIT)
         self.book.learn(self.sid, identity.sign_public)
         self.neighbours = NeighbourTable(self._rng)
         self.calls = CallTable(number, codecs, self._rng, can_ring=can_ring, local_sid=identity.sid)
         self.lookups = DnaLookups(self._rng)
         self.counters: Counter[str] = Counter()
-        self._keys = crypto.SharedKeyCache()
+        self._keys = crypto.SharedKeyCache(KEY_CACHE_LIMIT)
         self._events: deque[Event] = deque()
-        self._outbox: list[tuple[object, Frame]] = []
+        # (destination, frame or None for a tick, exempt from the unproven-address budget)
+        self._outbox: list[tuple[object, Frame | None, bool]] = []
         self._next_tick_at: float | None = None
+        self._next_sweep_at: float | None = None
         self._seen_broadcast_ids: dict[tuple[bytes, bytes], float] = {}
         self._keymap_asked: dict[bytes, float] = {}
         self._pending_dials: list[_PendingDial] = []
         self._awaiting_key: dict[bytes, list[tuple[Frame, object, float]]] = {}
-        # where each peer was last heard, kept after expiry so a final CALLENDED still goes out
-        self._last_address: dict[bytes, object] = {}
+        # Where a call's peer is: (address, proven by the call's own progress). Kept after the
+        # neighbour expires so a final CALLENDED still goes out; moved only by call progress.
+        self._call_address: dict[bytes, tuple[object, bool]] = {}
+        self._addresses = AddressLedger(
+            budget=UNPROVEN_BUDGET,
+            verified_ratio=PROVEN_RATIO,
+            rate=UNPROVEN_BYTE_RATE,
+            burst=2 * UNPROVEN_BYTE_RATE,
+            capacity=ADDRESS_LIMIT,
+            memory=ADDRESS_MEMORY,
+        )
+        self._unproven_frames = TokenBucket(UNPROVEN_FRAME_RATE, UNPROVEN_FRAME_BURST)
+        self._crypto_rate = TokenBucket(CRYPTO_PER_SECOND, CRYPTO_PER_SECOND)
+        self._crypto_spent = 0  # in the datagram being received
+        self._explained_to = OncePer(EXPLAIN_INTERVAL, EXPLAIN_KEYS)
+        self._explain_asked = OncePer(EXPLAIN_INTERVAL, EXPLAIN_KEYS)
+        self._challenged = OncePer(CHALLENGE_INTERVAL, EXPLAIN_KEYS)
+        self._nonces: OrderedDict[bytes, RecentKeys] = OrderedDict()
+        self._unwanted_at_last_sweep: set[bytes] = set()
+
+    @property
+    def rejected(self) -> dict[str, int]:
+        """Every refusal so far by reason: inputs dropped, and sends withheld from strangers."""
+        return {
+            key.split("_", 1)[1]: count
+            for key, count in sorted(self.counters.items())
+            if key.startswith(("dropped_", "withheld_")) and count
+        }
 
     # ================================================================ the sans-IO interface
     def receive(self, datagram: bytes, source_address: object, now: float) -> None:
         """Process one UDP payload from `source_address`. Never raises for bad input."""
         self._ensure_started(now)
         self.counters["datagrams_received"] += 1
+        self._crypto_spent = 0
+        self.book.conversions_left = SIGNKEY_CONVERSIONS_PER_DATAGRAM
         try:
+            self._addresses.heard(source_address, len(datagram), now)
             self._receive(bytes(datagram), source_address, now)
         except (ParseError, crypto.CryptoFailure, ValueError) as exc:
-            self._drop(type(exc).__name__)
+            self._drop(_reason(exc))
         except Exception as exc:  # a bug of ours must not let one datagram stop the handset
             self.counters["internal_errors"] += 1
             self._drop(f"internal_{type(exc).__name__}")
@@ -149,14 +211,19 @@ class Node:
         """Every datagram due now, each with its destination (an address or BROADCAST)."""
         self._ensure_started(now)
         self._flush_calls()
-        by_destination: dict[object, list[Frame]] = {}
-        for destination, frame in self._outbox:
-            by_destination.setdefault(destination, []).append(frame)
+        by_destination: dict[object, list[tuple[Frame | None, bool]]] = {}
+        for destination, frame, exempt in self._outbox:
+            by_destination.setdefault(destination, []).append((frame, exempt))
         self._outbox.clear()
         datagrams = []
         for destination, frames in by_destination.items():
-            for chunk in self._packets(destination, frames):
-                datagrams.append((chunk, destination))
+            try:
+                chunks = self._packets(destination, frames, now)
+            except Exception as exc:  # one destination's trouble must not lose the others'
+                self.counters["internal_errors"] += 1
+                self._drop(f"internal_{type(exc).__name__}")
+                continue
+            datagrams += [(chunk, destination) for chunk in chunks]
         self.counters["datagrams_sent"] += len(datagrams)
         return datagrams
 
@@ -170,12 +237,13 @@ class Node:
         return min((t for t in times if t is not None), default=None)
 
     def handle_timer(self, now: float) -> None:
-        self._ensure_started(now)
-        if now >= self._next_tick_at:
+        if now >= self._ensure_started(now):
             self._tick(now)
         for neighbour in self.neighbours:
             if neighbour.ack_due_at is not None and neighbour.ack_due_at <= now:
                 self._queue_linkstate(neighbour)
+        if self._next_sweep_at is not None and now >= self._next_sweep_at:
+            self._sweep(now)
         self.calls.handle_timer(now)
         self._run_lookups(now)
         self._flush_calls()
@@ -206,12 +274,17 @@ class Node:
             return self._dial_sid(target, self.lookups.number_of(target, now), now)
         if not is_valid_did(target):
             raise ValueError(f"cannot dial {target!r}: use 5 to 31 characters of 0-9 * # +")
+        owner = self.lookups.owner(target)
         for answer in self.lookups.cached(target, now):
-            if answer.sid in self.neighbours:
+            if answer.sid in self.neighbours and owner in (None, answer.sid):
                 return self._dial_sid(answer.sid, target, now)
         self.lookup(target, now)
         self._pending_dials.append(_PendingDial(target, now + LOOKUP_TIMEOUT))
         return None
+
+    def trust_number(self, number: str, sid: bytes) -> None:
+        """The user accepts `sid` as the owner of `number` (after a NumberClaimConflict)."""
+        self.lookups.trust(number, sid)
 
     def ring(self, call: int, now: float) -> None:
         self.calls.ring(call, now)
@@ -246,9 +319,10 @@ class Node:
             return
         if packet.sender is None:
             # We cannot even tell who sent it: ask everyone, and the sender directly (§8).
-            self._ask_to_explain(parsed.unknown_prefixes, None, source)
+            self._ask_to_explain(parsed.unknown_prefixes, None, source, now)
             self._drop("unknown_sender")
             return
+        known = self.neighbours.get(packet.sender)
         neighbour, is_new = self.neighbours.heard(
             packet.sender,
             source,
@@ -258,19 +332,27 @@ class Node:
             unicast=packet.unicast,
             now=now,
         )
-        self._last_address[packet.sender] = source
+        if neighbour is None:
+            self._drop("neighbour_table_full")
+            return
         if is_new:
             self._events.append(PeerFound(packet.sender, source))
-        if self.book.sign_key(packet.sender) is None:
+        if known is not None and known.address != source:
+            # Someone claims this SID from elsewhere: only the real peer can answer a key-map
+            # request with a crypto_box, which then moves the neighbour (`_proven`).
+            self.counters["address_claims"] += 1
+            if self._challenged.allow((packet.sender, source), now):
+                self._request_sign_key(packet.sender, now, force=True, address=source)
+        elif self.book.sign_key(packet.sender) is None:
             self._request_sign_key(packet.sender, now)
         for frame in packet.frames:
             try:
                 self._receive_frame(frame, neighbour, source, now)
             except (ParseError, crypto.CryptoFailure, ValueError) as exc:
                 # one bad frame costs only itself: the packet's other frames still count
-                self._drop(type(exc).__name__)
+                self._drop(_reason(exc))
         if parsed.unknown_prefixes:
-            self._ask_to_explain(parsed.unknown_prefixes, packet.sender, source)
+            self._ask_to_explain(parsed.unknown_prefixes, packet.sender, source, now)
         self._release_held_frames(now)
 
     def _release_held_frames(self, now: float) -> None:
@@ -281,7 +363,7 @@ class Node:
                 try:
                     self._receive_mdp(frame, source, now)
                 except (ParseError, crypto.CryptoFailure, ValueError) as exc:
-                    self._drop(type(exc).__name__)
+                    self._drop(_reason(exc))
 
     def _receive_frame(self, frame: Frame, neighbour: Neighbour, source: object, now: float):
         if not frame.resolved:
@@ -294,7 +376,7 @@ class Node:
             self.counters["duplicate_frames"] += 1
             return
         if frame.broadcast_id is not None:
-            key = (frame.source, frame.broadcast_id)
+            key = (frame.source_sid, frame.broadcast_id)
             if key in self._seen_broadcast_ids:
                 self.counters["duplicate_broadcasts"] += 1
                 return
@@ -307,27 +389,37 @@ class Node:
         if frame.ack_soon and neighbour.ack_due_at is None:
             neighbour.ack_due_at = now + ACK_SOON_DELAY
         if frame.type == TYPE_PLEASE_EXPLAIN:
-            self._receive_please_explain(frame, source)
+            self._receive_please_explain(frame, source, now)
         elif frame.type == TYPE_DATA:
             self._receive_mdp(frame, source, now)
         else:
             self.counters["frames_skipped_type"] += 1
 
-    def _receive_please_explain(self, frame: Frame, source: object) -> None:
-        entries = please_explain.parse_please_explain(frame.payload)
+    def _receive_please_explain(self, frame: Frame, source: object, now: float) -> None:
+        entries = please_explain.parse_please_explain(frame.payload, self.book)
         for entry in entries:
             if isinstance(entry, please_explain.ExplainAnswer):
                 self.book.learn(entry.sid, entry.sign_key)
-        answers: list[bytes] = []
+        requests = [e for e in entries if isinstance(e, please_explain.ExplainRequest)]
+        if not requests:
+            return
+        if not self._explained_to.allow(frame.source_sid, now):
+            self._drop("please_explain_too_often")  # servald answers one SID every 500 ms
+            return
+        # One bisection per prefix, at most EXPLAIN_ANSWERS_MAX answers: linear in the
+        # request, whatever the book holds, and the answer fits one datagram.
+        answers: dict[bytes, None] = {}
         explain_self = False
-        for entry in entries:
-            if not isinstance(entry, please_explain.ExplainRequest):
-                continue
-            for sid in self.book.matches(entry.prefix):
+        for entry in requests:
+            room = EXPLAIN_ANSWERS_MAX - len(answers)
+            for sid in self.book.matches(entry.prefix, limit=room + 1):
                 if sid == self.sid:
                     explain_self = True
-                elif sid not in answers:
-                    answers.append(sid)
+                elif len(answers) < EXPLAIN_ANSWERS_MAX:
+                    answers[sid] = None
+            if len(answers) >= EXPLAIN_ANSWERS_MAX:
+                self.counters["please_explain_answers_capped"] += 1
+                break
         if explain_self or answers:
             # Any packet of ours carries our full SID in its header, which is the answer
             # for our own SID (§8); other SIDs we know go in as 0x20 statements.
@@ -335,8 +427,8 @@ class Node:
                 [please_explain.ExplainAnswer(sid) for sid in answers]
             )
             self._send_frame(
-                frame.source,
-                Frame.to_peer(self.sid, frame.source, payload, type=TYPE_PLEASE_EXPLAIN),
+                frame.source_sid,
+                Frame.to_peer(self.sid, frame.source_sid, payload, type=TYPE_PLEASE_EXPLAIN),
                 fallback=source,
             )
             self.counters["please_explain_answered"] += 1
@@ -346,35 +438,44 @@ class Node:
         if mode is MdpMode.BOX and frame.destination != self.sid:
             self._drop("boxed_broadcast")
             return
+        sign_public = self.book.sign_key(frame.source_sid)
+        if mode is MdpMode.SIGNED and sign_public is not None:
+            self._spend_crypto(frame.source_sid, now)
+            self.counters["crypto_signature_checks"] += 1
         try:
             content = mdp.open_payload(
                 frame.payload,
                 mode,
-                shared_key=self._shared_key(frame.source) if mode is MdpMode.BOX else None,
-                sign_public=self.book.sign_key(frame.source),
+                shared_key=self._shared_key(frame.source_sid, now) if mode is MdpMode.BOX else None,
+                sign_public=sign_public,
             )
         except mdp.MissingKey:
             # servald drops such a frame and relies on the sender repeating it (§10). We fetch
             # the key too, but keep the frame a moment and verify it once the key arrives:
             # that saves a DNA lookup at start-up the 250 ms until its first resend.
-            self._request_sign_key(frame.source, now, force=True)
-            held = self._awaiting_key.setdefault(frame.source, [])
+            self._request_sign_key(frame.source_sid, now, force=True)
+            held = self._awaiting_key.setdefault(frame.source_sid, [])
             if len(held) < HELD_PER_PEER and len(self._awaiting_key) <= HELD_PEERS:
                 held.append((frame, source, now))
                 self.counters["frames_held_for_key"] += 1
             else:
                 self._drop("missing_sign_key")
             return
+        if mode is MdpMode.BOX:
+            if not self._fresh_nonce(frame.source_sid, frame.payload[: crypto.NONCE_LEN]):
+                self._drop("replayed_box")
+                return
+            self._proven(frame.source_sid, source, now)
         message = mdp.parse_content(content)
         if message.dst_port == mdp.PORT_LINKSTATE:
             self._receive_linkstate(frame, message.body)
         elif message.dst_port == mdp.PORT_KEYMAP:
-            self._receive_keymap(frame, mode, message.body, source)
+            self._receive_keymap(frame, mode, message.body, source, now)
         elif message.dst_port == mdp.PORT_DNA:
             if mode is MdpMode.CLEAR:  # nothing proves who asks: do not answer (§11 REQ)
                 self._drop("dna_request_unsigned")
                 return
-            self._receive_dna_request(frame, message, source)
+            self._receive_dna_request(frame, message, source, now)
         elif message.src_port == mdp.PORT_DNA and mode is MdpMode.BOX:
             self._receive_dna_reply(frame, message, now)
         elif message.dst_port == mdp.PORT_VOMP:
@@ -382,57 +483,88 @@ class Node:
                 self._drop("vomp_not_boxed")
                 return
             ignored_before = self.calls.ignored
-            self.calls.receive(frame.source, parse_vomp(message.body), now)
+            refused_before = self.calls.refused
+            progress_before = self.calls.progress
+            self.calls.receive(frame.source_sid, parse_vomp(message.body), now)
             if self.calls.ignored != ignored_before:  # no call matched, or an "ignore" cell
                 self.counters["vomp_messages_ignored"] += 1
+            if self.calls.refused != refused_before:
+                self._drop("call_refused_busy")
+            if self.calls.progress != progress_before:
+                # Only news (a new state, unheard audio) can move a call: a replay cannot.
+                self._call_address[frame.source_sid] = (source, True)
         else:
             self.counters["frames_unbound_port"] += 1
 
     def _receive_linkstate(self, frame: Frame, body: bytes) -> None:
-        records, _unknown = linkstate.parse_linkstate(body, frame.source, self.book)
+        records, _unknown = linkstate.parse_linkstate(body, frame.source_sid, self.book)
         for record in records:
             if record.is_neighbour_record and record.transmitter_sid == self.sid:
                 self.counters["linkstate_heard_us"] += 1
 
-    def _receive_keymap(self, frame: Frame, mode: MdpMode, body: bytes, source: object) -> None:
+    def _receive_keymap(
+        self, frame: Frame, mode: MdpMode, body: bytes, source: object, now: float
+    ) -> None:
         request = keymap.parse_keymap(body)
         if request.is_request:
             if mode is not MdpMode.BOX:
                 self._drop("keymap_request_not_boxed")
                 return
             reply = keymap.encode_reply(self.identity)
-            self._send_mdp(frame.source, mdp.PORT_KEYMAP, mdp.PORT_KEYMAP, reply, source)
+            self._send_mdp(frame.source_sid, mdp.PORT_KEYMAP, mdp.PORT_KEYMAP, reply, source, now)
             self.counters["keymap_answered"] += 1
         elif request.is_reply:
-            if not request.verify(frame.source):
+            self._spend_crypto(frame.source_sid, now)
+            self.counters["crypto_signature_checks"] += 1
+            if not request.verify(frame.source_sid):
                 self._drop("keymap_reply_forged")
                 return
-            self.book.learn(frame.source, request.sign_key)
+            self.book.learn(frame.source_sid, request.sign_key)
             self.counters["sign_keys_learnt"] += 1
         else:
             self.counters["keymap_ignored"] += 1
 
-    def _receive_dna_request(self, frame: Frame, message: mdp.MdpMessage, source: object):
+    def _receive_dna_request(
+        self, frame: Frame, message: mdp.MdpMessage, source: object, now: float
+    ) -> None:
         request = parse_dna_request(message.body)
         if not request.matches(self.number):
             return
         reply = encode_dna_reply(self.sid, self.number, self.name)
-        self._send_mdp(frame.source, message.src_port, mdp.PORT_DNA, reply, source)
+        self._send_mdp(frame.source_sid, message.src_port, mdp.PORT_DNA, reply, source, now)
         self.counters["dna_answered"] += 1
 
     def _receive_dna_reply(self, frame: Frame, message: mdp.MdpMessage, now: float) -> None:
         reply = parse_dna_reply(message.body)
-        if reply.sid != frame.source:
+        if reply.sid != frame.source_sid:
             self._drop("dna_reply_forged")
+            return
+        lookup = self.lookups.running(message.dst_port)
+        if lookup is None:
+            self.counters["dna_reply_unexpected"] += 1
+            return
+        if not lookup.is_wildcard and reply.did != lookup.number:
+            self._drop("dna_reply_wrong_number")
+            return
+        if not uri_names_sid(reply.uri, reply.sid):
+            self._drop("dna_reply_uri_not_its_sid")
             return
         number, first = self.lookups.answer(
             message.dst_port, reply.sid, reply.uri, reply.did, reply.name, now
         )
         if number is None:
-            self.counters["dna_reply_unexpected"] += 1
+            self._drop("dna_answers_full")
             return
+        owner = self.lookups.claim(reply.did, reply.sid) if reply.did else reply.sid
         if first:
             self._events.append(DnaAnswer(number, reply.sid, reply.uri, reply.did, reply.name))
+        if owner != reply.sid:
+            # A second handset claims a number another one answered for first: tell the
+            # user, and do not let it take a call placed by number.
+            if first:
+                self.counters["dna_number_claim_conflicts"] += 1
+                self._events.append(NumberClaimConflict(reply.did, owner, reply.sid))
+            return
         for pending in [p for p in self._pending_dials if p.number == number]:
             self._pending_dials.remove(pending)
             self._dial_sid(reply.sid, number, now)
@@ -440,7 +572,7 @@ class Node:
     # ============================================================================== sending
     def _tick(self, now: float) -> None:
         """Every 500 ms: broadcast a tick, and tell every neighbour we hear it (§9.1, §9.3)."""
-        self._next_tick_at = max(self._next_tick_at + TICK_INTERVAL, now)
+        self._next_tick_at = max(self._ensure_started(now) + TICK_INTERVAL, now)
         if self._next_tick_at <= now:
             self._next_tick_at = now + TICK_INTERVAL
         for sid, held in list(self._awaiting_key.items()):
@@ -454,12 +586,42 @@ class Node:
         for gone in self.neighbours.expire(now):
             self._keys.forget(gone.sid)
             self._events.append(PeerLost(gone.sid))
-        self._outbox.append((BROADCAST, None))
+        self._outbox.append((BROADCAST, None, True))
         for neighbour in self.neighbours:
             self._queue_linkstate(neighbour)
-        self._seen_broadcast_ids = {
-            k: t for k, t in self._seen_broadcast_ids.items() if now - t < BROADCAST_ID_MEMORY
-        }
+        seen = self._seen_broadcast_ids  # in arrival order: the oldest come first
+        while seen and now - next(iter(seen.values())) >= BROADCAST_ID_MEMORY:
+            del seen[next(iter(seen))]
+
+    def _sweep(self, now: float) -> None:
+        """Forget what only strangers who have gone needed: every per-SID and per-address
+        table returns to the size of the neighbours and calls we have."""
+        self._next_sweep_at = now + SWEEP_INTERVAL
+        call_sids = {c.remote_sid for c in self.calls.calls()}
+        wanted = {self.sid, *call_sids, *self._awaiting_key}
+        wanted.update(n.sid for n in self.neighbours)
+        wanted.update(self.neighbours.claim_sids())
+        wanted.update(self.lookups.cached_sids(now))
+        # a SID unwanted at two sweeps in a row goes (so one just learnt gets a grace period)
+        unwanted = {sid for sid in self.book if sid not in wanted}
+        for sid in unwanted & self._unwanted_at_last_sweep:
+            self.book.forget(sid)
+        self._unwanted_at_last_sweep = unwanted
+        for table in (self._keymap_asked, self._nonces):
+            for sid in [sid for sid in table if sid not in wanted]:
+                del table[sid]
+        for sid in [sid for sid in self._keys.peers() if sid not in wanted]:
+            self._keys.forget(sid)
+        for sid in [sid for sid in self._call_address if sid not in call_sids]:
+            del self._call_address[sid]
+        in_use: set[object] = {BROADCAST, *(n.address for n in self.neighbours)}
+        in_use.update(address for address, _proven in self._call_address.values())
+        self.neighbours.forget_packet_seqs(in_use)
+        self._addresses.expire(now)
+        self._explained_to.expire(now)
+        self._explain_asked.expire(now)
+        self._challenged.expire(now)
+        self.lookups.expire(now)
 
     def _queue_linkstate(self, neighbour: Neighbour) -> None:
         acks = neighbour.unicast_acks
@@ -473,8 +635,8 @@ class Node:
         body = mdp.encode_content(
             mdp.PORT_LINKSTATE, mdp.PORT_LINKSTATE, linkstate.encode_linkstate([record])
         )
-        frame = Frame.local_broadcast(self.sid, body, frame_seq=self.neighbours.next_frame_seq())
-        self._outbox.append((neighbour.address, frame))
+        frame = Frame.local_broadcast(self.sid, body)  # its frame seq is given when sent
+        self._outbox.append((neighbour.address, frame, False))
         neighbour.ack_due_at = None
 
     def _run_lookups(self, now: float) -> None:
@@ -492,12 +654,12 @@ class Node:
             # Broadcast, and the same frame (same frame seq, so receivers drop the second copy)
             # unicast to every neighbour, as servald does: Wi-Fi broadcasts are lossy, and
             # servald ignores broadcasts from outside its subnet (§1).
-            self._outbox.append((BROADCAST, frame))
+            self._outbox.append((BROADCAST, frame, True))
             for neighbour in self.neighbours:
-                self._outbox.append((neighbour.address, frame))
+                self._outbox.append((neighbour.address, frame, False))
             self.counters["dna_requests_sent"] += 1
         for lookup in self.lookups.finished(now):
-            self._events.append(DnaLookupFinished(lookup.number, bool(lookup.uris)))
+            self._events.append(DnaLookupFinished(lookup.number, lookup.answered))
         for pending in [p for p in self._pending_dials if p.deadline <= now]:
             self._pending_dials.remove(pending)
 
@@ -508,31 +670,86 @@ class Node:
 
     def _flush_calls(self) -> None:
         """Turn the call table's messages and events into frames and Node events."""
-        for remote_sid, message in self.calls.outgoing:
-            self._send_mdp(remote_sid, mdp.PORT_VOMP, mdp.PORT_VOMP, encode_vomp(message), None)
-        self.calls.outgoing.clear()
+        if self.calls.outgoing:
+            live = {c.remote_sid for c in self.calls.calls()}
+            # calls the user placed or answered: theirs to spend, not a stranger's
+            chosen = {
+                c.remote_sid
+                for c in self.calls.calls()
+                if c.is_caller or c.local_state == CallState.INCALL
+            }
+            for remote_sid, message in self.calls.outgoing:
+                if remote_sid in live and remote_sid not in self._call_address:
+                    neighbour = self.neighbours.get(remote_sid)
+                    if neighbour is not None:
+                        self._call_address[remote_sid] = (neighbour.address, False)
+                try:
+                    self._send_mdp(
+                        remote_sid,
+                        mdp.PORT_VOMP,
+                        mdp.PORT_VOMP,
+                        encode_vomp(message),
+                        None,
+                        None,
+                        exempt=remote_sid in chosen,
+                    )
+                except crypto.CryptoFailure as exc:
+                    self._drop(_reason(exc))
+            self.calls.outgoing.clear()
         self._events.extend(self.calls.events)
         self.calls.events.clear()
 
-    def _send_mdp(self, sid: bytes, dst_port: int, src_port: int, body: bytes, fallback):
+    def _send_mdp(
+        self,
+        sid: bytes,
+        dst_port: int,
+        src_port: int,
+        body: bytes,
+        fallback: object,
+        now: float | None,
+        *,
+        address: object = None,
+        exempt: bool = False,
+    ) -> None:
         """A crypto_box frame to one peer (every unicast service servald boxes, §7)."""
         content = mdp.encode_content(dst_port, src_port, body)
         payload = mdp.seal(
-            content, MdpMode.BOX, shared_key=self._shared_key(sid), nonce=self._nonce()
+            content, MdpMode.BOX, shared_key=self._shared_key(sid, now), nonce=self._nonce()
         )
         frame = Frame.to_peer(self.sid, sid, payload, crypto_flags=MdpMode.BOX)
-        self._send_frame(sid, frame, fallback=fallback)
+        self._send_frame(sid, frame, fallback=fallback, address=address, exempt=exempt)
 
-    def _send_frame(self, sid: bytes, frame: Frame, *, fallback: object = None) -> None:
-        neighbour = self.neighbours.get(sid)
-        address = neighbour.address if neighbour else self._last_address.get(sid, fallback)
+    def _send_frame(
+        self,
+        sid: bytes,
+        frame: Frame,
+        *,
+        fallback: object = None,
+        address: object = None,
+        exempt: bool = False,
+    ) -> None:
+        """Queue `frame` for `sid` at its call's address, else its neighbour's, else
+        `fallback`; its frame seq is given when it is actually sent."""
+        if address is None:
+            pinned = self._call_address.get(sid)
+            neighbour = self.neighbours.get(sid)
+            if pinned is not None:
+                address = pinned[0]
+            elif neighbour is not None:
+                address = neighbour.address
+            else:
+                address = fallback
         if address is None:
             self._drop("no_address_for_peer")
             return
-        frame.frame_seq = self.neighbours.next_frame_seq()
-        self._outbox.append((address, frame))
+        self._outbox.append((address, frame, exempt))
 
-    def _ask_to_explain(self, prefixes: list[bytes], sender: bytes | None, source: object):
+    def _ask_to_explain(
+        self, prefixes: list[bytes], sender: bytes | None, source: object, now: float
+    ) -> None:
+        if not self._explain_asked.allow(sender if sender is not None else source, now):
+            self.counters["please_explain_ask_deferred"] += 1  # servald: once per 500 ms
+            return
         payload = please_explain.encode_please_explain(
             [please_explain.ExplainRequest(prefix) for prefix in prefixes]
         )
@@ -544,37 +761,73 @@ class Node:
         frame = Frame.local_broadcast(
             self.sid, payload, type=TYPE_PLEASE_EXPLAIN, frame_seq=self.neighbours.next_frame_seq()
         )
-        self._outbox.append((BROADCAST, frame))
-        self._outbox.append((source, frame))
+        self._outbox.append((BROADCAST, frame, True))
+        self._outbox.append((source, frame, False))
 
-    def _request_sign_key(self, sid: bytes, now: float, *, force: bool = False) -> None:
+    def _request_sign_key(
+        self, sid: bytes, now: float, *, force: bool = False, address: object = None
+    ) -> None:
         asked = self._keymap_asked.get(sid)
-        if asked is not None and now - asked < KEYMAP_RETRY:
-            return
-        if asked is not None and not force:
+        if address is None:
+            if asked is not None and now - asked < KEYMAP_RETRY:
+                return
+            if asked is not None and not force:
+                return
+        if not self._keys.cached(sid, self.sid) and not self._may_spend_crypto(sid, now):
+            self.counters["keymap_request_deferred"] += 1  # asked again on its next packet
             return
         self._keymap_asked[sid] = now
-        self._send_mdp(sid, mdp.PORT_KEYMAP, mdp.PORT_KEYMAP, keymap.encode_request(), None)
+        request = keymap.encode_request()
+        self._send_mdp(sid, mdp.PORT_KEYMAP, mdp.PORT_KEYMAP, request, None, now, address=address)
         self.counters["keymap_requests_sent"] += 1
 
-    def _packets(self, destination: object, frames: list[Frame | None]) -> list[bytes]:
-        """Pack frames for one destination into as few datagrams as the MTU allows (§1)."""
+    def _packets(
+        self, destination: object, frames: list[tuple[Frame | None, bool]], now: float
+    ) -> list[bytes]:
+        """Pack frames for one destination into as few datagrams as the MTU allows (§1).
+
+        An unproven address gets only what its budget allows (`AddressLedger`), and frames
+        to such addresses are rate-limited: each one uses up one of our frame seqs.
+        """
         unicast = destination is not BROADCAST
+
         room = MTU - HEADER_LEN
         bodies: list[bytearray] = [bytearray()]
-        for frame in frames:
+        tick = False
+        for frame, exempt in frames:
             if frame is None:  # a tick: the header alone is enough
+                tick = True
                 continue
-            encoded = encode_frame(frame)
+            needs_seq = frame.frame_seq is None
+            try:
+                if needs_seq:
+                    frame.frame_seq = 0  # a placeholder of the same size, to measure it
+                encoded = encode_frame(frame)
+            except ValueError:
+                self._drop("frame_unencodable")
+                continue
             if len(encoded) > room:
                 self._drop("frame_too_large")
                 continue
-            if len(bodies[-1]) + len(encoded) > room:
+            new_body = len(bodies[-1]) + len(encoded) > room
+            if unicast and not exempt:
+                cost = len(encoded) + (HEADER_LEN if new_body or not bodies[-1] else 0)
+                proven = self._addresses.is_verified(destination)
+                if not proven and not self._unproven_frames.take(now):
+                    self.counters["withheld_unproven_frame_rate"] += 1
+                    continue
+                if not self._addresses.may_send(destination, cost, now):
+                    self.counters["withheld_send_budget"] += 1
+                    continue
+            if needs_seq:
+                frame.frame_seq = self.neighbours.next_frame_seq()
+                encoded = encode_frame(frame)
+            if new_body:
                 bodies.append(bytearray())
             bodies[-1] += encoded
         if len(bodies) > 1 and not bodies[-1]:
             bodies.pop()
-        if not bodies[0] and None not in frames:
+        if not bodies[0] and not tick:
             return []  # every frame was refused and no tick was asked for
         return [self._header(destination, unicast) + bytes(body) for body in bodies]
 
@@ -587,12 +840,59 @@ class Node:
         return encode_header(packet)
 
     # ============================================================================= helpers
-    def _ensure_started(self, now: float) -> None:
+    def _ensure_started(self, now: float) -> float:
+        """When the next tick is due; the first goes out at once (§14 step 1)."""
         if self._next_tick_at is None:
-            self._next_tick_at = now  # the first tick goes out at once (§14 step 1)
+            self._next_tick_at = now
+            self._next_sweep_at = now + SWEEP_INTERVAL
+        return self._next_tick_at
 
-    def _shared_key(self, sid: bytes) -> bytes:
+    def _shared_key(self, sid: bytes, now: float | None) -> bytes:
+        """The crypto_box key with `sid`. Deriving a new one (X25519) is charged to the
+        crypto budget, except for call messages (`now` None): their SID has a call."""
+        if not self._keys.cached(sid, self.sid):
+            if now is not None:
+                self._spend_crypto(sid, now)
+            self.counters["crypto_key_derivations"] += 1
         return self._keys.get(sid, self.sid, self.identity.box_secret)
+
+    def _proven_sid(self, sid: bytes) -> bool:
+        neighbour = self.neighbours.get(sid)
+        if neighbour is not None and neighbour.confirmed:
+            return True
+        return any(c.remote_sid == sid for c in self.calls.calls())
+
+    def _may_spend_crypto(self, sid: bytes, now: float) -> bool:
+        """Whether one more costly crypto operation for `sid` fits this datagram's and this
+        second's budget (a proven SID always may); spends it if so."""
+        if self._proven_sid(sid):
+            return True
+        if self._crypto_spent >= CRYPTO_PER_DATAGRAM or not self._crypto_rate.take(now):
+            return False
+        self._crypto_spent += 1
+        return True
+
+    def _spend_crypto(self, sid: bytes, now: float) -> None:
+        if not self._may_spend_crypto(sid, now):
+            raise CryptoBudgetExceeded("too many key derivations or signature checks")
+
+    def _fresh_nonce(self, sid: bytes, nonce: bytes) -> bool:
+        seen = self._nonces.get(sid)
+        if seen is None:
+            seen = self._nonces[sid] = RecentKeys(NONCES_PER_PEER)
+            if len(self._nonces) > NONCE_PEERS:
+                self._nonces.popitem(last=False)
+        self._nonces.move_to_end(sid)
+        return seen.add(bytes(nonce))
+
+    def _proven(self, sid: bytes, source: object, now: float) -> None:
+        """A fresh crypto_box from `sid` came from `source`: that address is really there."""
+        self._addresses.verify(source, now)
+        if self.neighbours.confirm(sid, source):
+            self.counters["neighbour_moved"] += 1
+            pinned = self._call_address.get(sid)
+            if pinned is not None and not pinned[1]:
+                self._call_address[sid] = (source, False)
 
     def _nonce(self) -> bytes:
         nonce = bytearray(self._rng.randbytes(crypto.NONCE_LEN))
@@ -600,5 +900,16 @@ class Node:
         return bytes(nonce)
 
     def _drop(self, reason: str) -> None:
+        """Count (by reason) and report one refused input."""
         self.counters[f"dropped_{reason}"] += 1
         self._events.append(PacketDropped(reason))
+
+
+class CryptoBudgetExceeded(crypto.CryptoFailure):
+    """A stranger asked for more key derivations or signature checks than we give it."""
+
+    reason = "crypto_budget"
+
+
+def _reason(exc: Exception) -> str:
+    return getattr(exc, "reason", type(exc).__name__)

@@ -6,8 +6,15 @@ pull, `offset = now - next` is how late, in receiver time, media is played; a fr
 at `a` made it if its transit `a - T` is at most `offset` (both carry the same unknown clock
 offset between the ends, which cancels). So the buffer keeps recent transits, and steers `offset`
 towards a target: a high quantile of those transits (jitter cover) plus, while packets are being
-lost, the time the rebuilt copies need to arrive (1 frame for Opus FEC, `recovery_frames` for
-the redundant payload).
+lost, the time the rebuilt copies need to arrive.
+
+How long to wait for copies is the buffer's choice, made from the losses it has seen. A lost
+frame can be rebuilt from the packets 1 frame later (Opus FEC, and the redundant payload's first
+copy), and from later ones (the payload's other copies, and the FEC inside them): waiting
+`w` frames buys every source at most `w` frames later. Replaying the last `wait_window` slots'
+own-packet losses, the buffer waits the fewest frames that would have left at most
+`unrecovered_target` of those slots unrebuilt (`recovery_frames`, the deepest wait the sender's
+payload offers, caps it). Scattered losses need 1-2 frames; bursts need the deep copies.
 
 * Fast up: while the delay is below target, a missing frame is waited for (concealment plays
   *without* advancing: the frame is probably late, not lost), and with the frame there a quiet
@@ -23,7 +30,10 @@ A packet that arrives after its slot was played counts as late (jitter, which th
 covers), and its slot no longer counts as a loss that makes the buffer wait for copies.
 
 When nothing at all arrives for `pause_after_ms`, the sender has paused: the buffer plays
-silence without counting loss and starts afresh on the next frame.
+silence without counting loss and starts afresh on the next frame. Media time never goes back
+unless counted as a resync: while paused, a frame from before the last one heard is a straggler
+(late); a sender whose clock stood still during the pause resumes behind the slots concealed
+before the buffer gave up, and restarting there is counted as a resync.
 
 A gap (frame missing while later ones are buffered) is lost: it is rebuilt from the next frame's
 Opus FEC if that frame is here (`Action.FEC`), else concealed (`Action.CONCEAL`). Frames carried as
@@ -78,6 +88,11 @@ class JitterSettings:
     """Slack above the quantile, for jitter in the pull times themselves."""
     loss_window: int = 250
     """Slots over which recent loss is judged (5 s): any loss in it makes the buffer wait."""
+    wait_window: int = 1000
+    """Slots (20 s) of losses from which the buffer picks how long to wait for copies."""
+    unrecovered_target: float = 0.002
+    """Share of slots the chosen wait may leave unrebuilt (concealed). About 1 % concealed
+    costs 0.3 PESQ-WB (bench/pesq_bench.py); 0.2 % is below what a listener notices."""
     max_delay_ms: int = 400
     """The buffer never holds back more than this; stretches stop, far frames resync."""
     shrink_interval_ms: int = 500
@@ -98,9 +113,18 @@ class JitterBuffer:
         self.settings = settings or JitterSettings()
         self.stats = stats or AudioStats()
         self.recovery_frames = 1
-        """How many frames later a lost frame's copy can still arrive (set by the pipeline)."""
+        """The deepest wait for copies worth anything, in frames (set by the pipeline)."""
+        self.copy_offsets: tuple[int, ...] = ()
+        """How many frames after its own packet each copy of a frame travels (the redundant
+        payload's offsets; set by the pipeline)."""
+        self.fec = True
+        """Whether a frame carries FEC for the one before it (Opus; set by the pipeline)."""
+        self.wait_frames = 1
+        """The wait for copies the buffer chose from the losses it saw (<= recovery_frames)."""
         self._frames: dict[int, EncodedFrame] = {}
         self._next: int | None = None
+        self._paused_at: int | None = None
+        """The playout point a pause stopped at (concealed slots included)."""
         self._played: deque[int] = deque(maxlen=64)
         self._transits: deque[float] = deque()
         self._sorted_transits: list[float] = []
@@ -116,7 +140,11 @@ class JitterBuffer:
         """Accept one frame that arrived at `now` (seconds, the receiver's monotonic clock)."""
         now_ms = now * 1000
         s = self.stats
-        if self._next is not None and abs(media_time_ms - self._next) > self.settings.resync_ms:
+        playout_point = self._next if self._next is not None else self._paused_at
+        if (
+            playout_point is not None
+            and abs(media_time_ms - playout_point) > self.settings.resync_ms
+        ):
             if frame.redundant:
                 return
             self._resync()
@@ -139,6 +167,8 @@ class JitterBuffer:
     def _is_late(self, media_time_ms: int, now_ms: float, redundant: bool) -> bool:
         if self._next is not None:
             return media_time_ms < self._next
+        if self._played and media_time_ms <= max(self._played):
+            return True  # a straggler from before the pause
         # Not playing (before the first frame, or paused): a frame whose transit is far beyond
         # anything the buffer would wait for is a straggler from before, not the new start.
         limit = self._target_transit() + self.settings.max_delay_ms
@@ -189,23 +219,51 @@ class JitterBuffer:
         if not self._sorted_transits:
             return 0.0
         k = min(len(self._sorted_transits) - 1, int(self.settings.quantile * len(self._transits)))
-        wait = self.recovery_frames * self._frame_ms if self._losing() else 0
-        return self._sorted_transits[k] + self.settings.margin_ms + wait
+        wait = min(self.wait_frames, self.recovery_frames) * self._frame_ms
+        return self._sorted_transits[k] + self.settings.margin_ms + (wait if self._losing() else 0)
 
     def _losing(self) -> bool:
         """Whether copies are worth waiting for: packets were lost lately."""
-        return bool(self._recent_lost_slots())
+        return self._recent_loss_count() > 0
 
-    def _recent_lost_slots(self) -> deque[tuple[int, int]]:
-        oldest = self._slots - self.settings.loss_window
+    def _recent_loss_count(self) -> int:
+        oldest = self._slots - max(self.settings.loss_window, self.settings.wait_window)
         while self._lost_slots and self._lost_slots[0][0] <= oldest:
             self._lost_slots.popleft()
-        return self._lost_slots
+        recent = self._slots - self.settings.loss_window
+        return sum(1 for slot, _ in self._lost_slots if slot > recent)
 
     def _note_slot(self, media_time_ms: int, lost: bool) -> None:
         if lost:
             self._lost_slots.append((self._slots, media_time_ms))
         self._slots += 1
+        if lost or self._slots % 50 == 0:
+            self.wait_frames = self._choose_wait()
+
+    def _sources(self, wait: int) -> list[int]:
+        """Slots after a lost one whose packets can rebuild it, at most `wait` frames later."""
+        found = {o for o in self.copy_offsets if o <= wait}
+        if self.fec:
+            found |= {1 + o for o in (0, *self.copy_offsets) if 1 + o <= wait}
+        return sorted(found)
+
+    def _choose_wait(self) -> int:
+        """The fewest frames of waiting that would have rebuilt all but `unrecovered_target` of
+        the recent slots (replaying the own-packet losses seen over `wait_window`)."""
+        lost = {slot for slot, _ in self._lost_slots}
+        allowed = self.settings.unrecovered_target * min(self._slots, self.settings.wait_window)
+        for wait in range(1, self.recovery_frames):
+            sources = self._sources(wait)
+            if not sources:
+                continue
+            unrecovered = sum(
+                1
+                for slot in lost
+                if slot + sources[-1] < self._slots and all(slot + k in lost for k in sources)
+            )
+            if unrecovered <= allowed:
+                return wait
+        return self.recovery_frames
 
     def _was_lost(self, media_time_ms: int) -> bool:
         return any(t == media_time_ms for _, t in self._lost_slots)
@@ -238,11 +296,15 @@ class JitterBuffer:
         first = min(self._frames)
         if now_ms - first < self._target_transit():
             return False
+        if self._paused_at is not None and first < self._paused_at:
+            self.stats.resyncs += 1  # the sender resumes behind the slots concealed
         self._next = first
+        self._paused_at = None
         return True
 
     def _pause(self) -> None:
         self.stats.pauses += 1
+        self._paused_at = self._next
         self._next = None
         self._dry_ms = 0
 
@@ -251,6 +313,7 @@ class JitterBuffer:
         self._frames.clear()
         self._played.clear()
         self._next = None
+        self._paused_at = None
         self._transits.clear()
         self._sorted_transits.clear()
         self._last_transit = None
@@ -305,7 +368,7 @@ class JitterBuffer:
     def recent_loss_fraction(self) -> float:
         """Share of the last `loss_window` slots whose own packet was missing."""
         slots = min(self._slots, self.settings.loss_window)
-        return len(self._recent_lost_slots()) / slots if slots else 0.0
+        return self._recent_loss_count() / slots if slots else 0.0
 
     def _update_gauges(self, now_ms: float) -> None:
         assert self._next is not None
