@@ -3,7 +3,8 @@ sshd and the project's Python dependencies in /opt/handset, and no handset code 
 
 It is the slow part of a build (mmdebstrap through qemu-user, the initramfs, compiling two
 sdists), so it is cached like the VM bench's stages: a directory named after a hash of its inputs
-(the package lists, constraints.txt, the dependencies in pyproject.toml and these recipes).
+(the package lists, the image's pins in constraints.txt, its dependencies in pyproject.toml
+and these recipes).
 The handset itself goes on top in assemble.py, so editing the code does not rebuild this.
 """
 
@@ -58,7 +59,7 @@ def cache_dir() -> Path:
 def build_key(repo: Path) -> str:
     return cache.key(
         "\n".join(wheels.image_requirements(repo)),
-        (repo / "constraints.txt").read_bytes(),
+        "\n".join(wheels.image_pins(repo)),
         "\n".join(MIRRORS),
         cache.source_of(
             __file__, wheels.__file__, PACKAGES, BUILD_PACKAGES, INITRAMFS_MODULES, CUSTOMIZE

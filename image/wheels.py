@@ -21,8 +21,9 @@ PLATFORMS = (
     *(f"manylinux_2_{minor}_aarch64" for minor in range(17, 37)),
 )
 SOURCE_ONLY = {"pyalsaaudio", "systemd-python"}  # compiled in the chroot
-IMAGE_ONLY = ("rpi-lgpio", "lgpio")  # RPi.GPIO's API on the gpiochip character device
-EXTRAS_ON_IMAGE = ("systemd",)  # sd_notify, the journal
+# sd_notify and the journal; RPi.GPIO's API on the gpiochip character device (rpi-lgpio).
+EXTRAS_ON_IMAGE = ("systemd", "gpio")
+PINNED_DEPENDENCIES = ("lgpio",)  # rpi-lgpio's, pinned in constraints.txt as well
 BUILD_BACKEND = ("setuptools", "wheel")  # for the sdists' isolated builds, offline
 CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8"}
 
@@ -32,18 +33,30 @@ def normalise(name: str) -> str:
 
 
 def image_requirements(repo: Path) -> list[str]:
-    """Distribution names the image's venv gets: the project's dependencies and its systemd
-    extra (pyproject.toml), plus the GPIO packages only the Pi uses."""
+    """Distribution names the image's venv gets: the project's dependencies and the extras only
+    a Pi uses (pyproject.toml)."""
     project = tomllib.loads((repo / "pyproject.toml").read_text())["project"]
     wanted = list(project.get("dependencies", []))
     for extra in EXTRAS_ON_IMAGE:
         wanted += project.get("optional-dependencies", {}).get(extra, [])
     names = [re.match(r"\s*([A-Za-z0-9_.-]+)", req).group(1) for req in wanted]
-    names += IMAGE_ONLY
     seen: dict[str, str] = {}
     for name in names:
         seen.setdefault(normalise(name), name)
     return sorted(seen.values())
+
+
+def image_pins(repo: Path) -> list[str]:
+    """The lines of constraints.txt that pin what the image installs, so the pin of a test-only
+    tool (mypy) does not rebuild the image's base. Unpinned dependencies (cffi) take PyPI's
+    newest when the base is built."""
+    wanted = {normalise(name) for name in [*image_requirements(repo), *PINNED_DEPENDENCIES]}
+    pins = []
+    for line in (repo / "constraints.txt").read_text().splitlines():
+        pin = line.split("#", 1)[0].strip()
+        if pin and normalise(re.split(r"[=<>!~;\[ ]", pin, maxsplit=1)[0]) in wanted:
+            pins.append(pin)
+    return sorted(pins)
 
 
 def download(repo: Path, out: Path) -> None:
