@@ -31,7 +31,6 @@ check: venv lint
 
 test: venv check
 	$(VENV)/bin/pytest -m "not ($(FAST_TESTS))"
-	$(PY) -m image test --when-able
 
 # Benchmarks: bench-only packages (the `bench` extra), speech clips fetched into .cache/, then
 # every bench/*_bench.py; figures go to bench/results.txt.
@@ -58,7 +57,7 @@ vm-test: vm-image
 # The Raspberry Pi SD image (image/README.md), as root: build/handset-VERSION-arm64.img, a .zst
 # copy and sha256 sums. The Debian base is cached in ~/.cache/handset-image (cold: minutes);
 # with unchanged inputs a rebuild takes seconds. `image-test` boots it under QEMU as a Pi 3;
-# `make test` runs that too (skipped, saying why, when not root or the host lacks QEMU).
+# `make image-test` is not part of `make test` yet.
 .PHONY: image image-test
 image: venv
 	$(PY) -m image build

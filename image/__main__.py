@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from image import assemble, boot_test, progress
+from image import assemble, base, boot_test, progress
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -24,13 +24,14 @@ def main(argv: list[str] | None = None) -> int:
     test_p.add_argument(
         "--when-able",
         action="store_true",
-        help="skip (exit 0, saying why) when not root or the host lacks QEMU/binfmt",
+        help="skip (exit 0, saying why) when not root, the host lacks QEMU/binfmt, or the"
+        " image's Debian base is not built yet (`make image` builds it once)",
     )
     test_p.add_argument("--timeout", type=float, default=900, help="seconds for the boot checks")
     args = parser.parse_args(argv)
 
     if args.what == "test" and args.when_able:
-        reason = _unable_reason()
+        reason = _unable_reason(args.repo)
         if reason:
             progress.log(f"image boot test skipped: {reason}")
             return 0
@@ -54,9 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _unable_reason() -> str | None:
+def _unable_reason(repo: Path) -> str | None:
     if os.geteuid() != 0:
         return "not root (mmdebstrap and chroot need it)"
+    if not (base.cache_dir() / f"pi-base-{base.build_key(repo)}").is_dir():
+        return (
+            "the image's Debian base is not in the cache (a cold build takes 10-20 min);"
+            " `make image` builds it, then `make test` boot-tests the image"
+        )
     missing = sorted(set(assemble.missing_host_tools() + boot_test.missing_host_tools()))
     if missing:
         return f"missing host tools: {', '.join(missing)}"
