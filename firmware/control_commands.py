@@ -122,8 +122,11 @@ class ControlCommands:
         audio, driver = self.handset.audio, self.handset.driver
         if audio is None or driver is None:
             raise CommandFailed("audio is not running")
+        engine = self.handset.engine
         return {
             "backend": self.handset.config.audio.backend,
+            "engine_pid": engine.pid if engine is not None else None,
+            "engine_cpu_s": engine.process_cpu_seconds() if engine is not None else 0.0,
             "tone": driver.tone,
             "muted": audio.muted,
             "stats": audio.stats(),

@@ -34,9 +34,14 @@ SendAudio = Callable[[int, int, bytes, int], object]
 
 class HandsetAudio:
     def __init__(
-        self, engine: AudioEngine, send: SendAudio, clock: Callable[[], float] = time.monotonic
+        self,
+        engine: AudioEngine,
+        send: SendAudio,
+        clock: Callable[[], float] = time.monotonic,
+        codecs: tuple[int, ...] = OUR_CODECS,
     ) -> None:
         self.engine = engine
+        self.codecs = codecs
         self._send = send
         self._clock = clock
         self._rate = engine.settings.pcm.rate
@@ -63,7 +68,7 @@ class HandsetAudio:
 
     def start_call(self, call: int, remote_codecs: tuple[int, ...]) -> CallAudio | None:
         """Begin a call's audio; None (and no audio) if the peer shares no codec with us."""
-        codec = choose_send_codec(OUR_CODECS, remote_codecs)
+        codec = choose_send_codec(self.codecs, remote_codecs)
         if codec is None:
             return None
         self.call, self.call_audio, self._tone = call, CallAudio(codec), None
