@@ -71,8 +71,13 @@ class KeypadSettings:
     columns: tuple[int, ...] = ()
     layout: Literal["4x3", "4x4"] = "4x3"
     hook: int | None = None
+    hook_lifted: Literal["low", "high"] = "low"
+    """The hook input's level while the handset is lifted (a contact to ground: low)."""
     ringer: int | None = None
     led: int | None = None
+    scan_settle_ms: int = 0
+    """How long a row is driven before its columns are read: 0 for wires; a simulated keypad
+    (gpio-sim on the VM bench) needs tens of ms."""
 
 
 @dataclass(frozen=True)
@@ -204,20 +209,18 @@ class _Checker:
             self.report(
                 "handset", "number", "missing", 'add number = "5551234" (5-31 of 0-9 * # +)'
             )
-        parts = (handset, mesh, audio, keypad, control, diag, system)
-        if self.problems or any(part is None for part in parts):
+        if (
+            self.problems
+            or handset is None
+            or mesh is None
+            or audio is None
+            or keypad is None
+            or control is None
+            or diag is None
+            or system is None
+        ):
             return None
-        return Config(
-            self.path,
-            handset,
-            mesh,
-            audio,
-            keypad,
-            speed_dial,
-            control,
-            diag,
-            system,  # type: ignore[arg-type]
-        )
+        return Config(self.path, handset, mesh, audio, keypad, speed_dial, control, diag, system)
 
     def settings(
         self, section: str, cls: type, table: dict[str, Any], check: Any = None
@@ -374,7 +377,7 @@ def _check_handset(s: HandsetSettings, table: dict[str, Any]) -> Problems:
 
 
 def _check_audio(s: AudioSettings, table: dict[str, Any]) -> Problems:
-    problems = []
+    problems: Problems = []
     for key in ("input", "output"):
         if key in table and s.backend != "file":
             problems.append((key, f"only used by the file backend, not {s.backend!r}", "remove"))
@@ -417,6 +420,8 @@ def _check_keypad(s: KeypadSettings, table: dict[str, Any]) -> Problems:
         problems.append(
             ("rows", "a pin is used twice", "give every row, column and output its own pin")
         )
+    if not 0 <= s.scan_settle_ms <= 100:
+        problems.append(("scan_settle_ms", f"{s.scan_settle_ms} ms", "use 0 (50 for gpio-sim)"))
     if s.backend != "none" and s.rows:
         want = 4 if s.layout == "4x4" else 3
         if len(s.rows) != 4:

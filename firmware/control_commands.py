@@ -34,7 +34,7 @@ class ControlCommands:
 
     async def handle(self, request: Request) -> dict[str, Any]:
         command = getattr(self, f"_{request.command}")
-        return await command(**request.args)  # type: ignore[no-any-return]
+        return await command(**request.args)
 
     def _phone(self, command: str, *args: str) -> None:
         driver = self.handset.driver

@@ -19,11 +19,13 @@ import argparse
 import asyncio
 import contextlib
 import faulthandler
+import functools
 import logging
 import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from firmware import config as config_file
 from firmware import keyring, status_view
@@ -33,10 +35,16 @@ from firmware.control_protocol import Request
 from firmware.control_server import ControlServer
 from firmware.event_log import EventLog, RecentLines, abridged, setup
 from firmware.handset_audio import HandsetAudio
+from firmware.indicators import LedIndicator, RingerIndicator
 from firmware.phone_driver import PhoneDriver
 from firmware.service_manager import ServiceManager, service_manager, watchdog_interval
 from firmware.transport import NodeProtocol, start
+from hw.backends import PINS
+from hw.gpio import PinFactory
+from hw.keypad import HookChange, Keypad, KeyPress, scan_forever
+from hw.led import Led
 from hw.mesh import BroadcastEndpoint, MeshManager
+from hw.ringer import GpioRinger, Ringer
 from hw.soundcard.devices import PcmSettings
 from hw.soundcard.engine import AudioEngine, EngineSettings
 from hw.soundcard.realtime import become_realtime
@@ -108,8 +116,13 @@ async def serve(config: Config, recent: RecentLines | None = None) -> int:
     handset = Handset(config, node, mesh, events, recent)
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
+
+    def request_stop() -> None:
+        if not stop.done():
+            stop.set_result(None)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+        loop.add_signal_handler(sig, request_stop)
     manager = service_manager()
     supervisor = asyncio.create_task(supervise(handset, manager, stop))
     try:
@@ -171,6 +184,9 @@ class Handset:
         self.driver: PhoneDriver | None = None
         self.control: ControlServer | None = None
         self._mesh_task: asyncio.Task[None] | None = None
+        self._keypad_task: asyncio.Task[None] | None = None
+        self.pins: PinFactory | None = None
+        self.keypad: Keypad | None = None
         self.lookups = LookupWaiters()
         self.call_started_at: dict[int, float] = {}
         self.commands = ControlCommands(self)
@@ -194,7 +210,18 @@ class Handset:
             interface=endpoint.ifname,
         )
         self._start_audio()
-        self.driver = PhoneDriver(self.phone, self.protocol, self.audio, self.events)
+        ringer, led = self._start_pins()
+        self.driver = PhoneDriver(
+            self.phone, self.protocol, self.audio, self.events, ringer=ringer, led=led
+        )
+        if self.keypad is not None:
+            self._keypad_task = asyncio.create_task(
+                scan_forever(
+                    self.keypad,
+                    self._keypad_input,
+                    settle_s=self.config.keypad.scan_settle_ms / 1000,
+                )
+            )
         control = self.config.control
         self.control = ControlServer(control.socket, self.commands.handle, control.group)
         await self.control.start()
@@ -247,6 +274,42 @@ class Handset:
         self.audio.attach(asyncio.get_running_loop())
         self.events.event(f"audio: {settings.backend} capture {capture!r} playback {playback!r}")
 
+    def _start_pins(self) -> tuple[RingerIndicator | None, LedIndicator | None]:
+        """Keypad, hook switch, ringer and LED on the configured pin backend (none: no pins;
+        the phone is then driven by the control socket and rings on the speaker)."""
+        settings = self.config.keypad
+        if settings.backend == "none":
+            return None, None
+        self.pins = PINS.load(settings.backend)()
+        if settings.rows or settings.hook is not None:
+            self.keypad = Keypad(
+                self.pins,
+                list(settings.rows),
+                list(settings.columns),
+                settings.layout,
+                hook=settings.hook,
+                hook_lifted=settings.hook_lifted,
+            )
+        ringer = led = None
+        if settings.ringer is not None:
+            ringer = RingerIndicator(Ringer([GpioRinger(self.pins.output(settings.ringer))]))
+        if settings.led is not None:
+            led = LedIndicator(Led(self.pins.output(settings.led)))
+        self.events.event(
+            f"keypad: {settings.backend} {settings.layout} rows {list(settings.rows)} columns "
+            f"{list(settings.columns)} hook {settings.hook} ringer {settings.ringer} "
+            f"led {settings.led}"
+        )
+        return ringer, led
+
+    def _keypad_input(self, found: KeyPress | HookChange) -> None:
+        if self.driver is None:
+            return
+        if isinstance(found, KeyPress):
+            self.driver.key(found.key)
+        else:
+            self.driver.hook(found.lifted)
+
     def _send_audio(self, call: int, codec: int, payload: bytes, duration_ms: int) -> None:
         assert self.protocol is not None
         self.protocol.command(lambda n, now: n.send_audio(call, codec, payload, duration_ms))
@@ -255,7 +318,8 @@ class Handset:
         assert self.protocol is not None
         while not stop.done():
             getter = asyncio.ensure_future(self.protocol.next_event())
-            done, _ = await asyncio.wait({getter, stop}, return_when=asyncio.FIRST_COMPLETED)
+            waiting: set[asyncio.Future[Any]] = {getter, stop}
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if getter not in done:
                 getter.cancel()
                 break
@@ -264,12 +328,22 @@ class Handset:
     async def close(self) -> None:
         if self.control is not None:
             await self.control.close()
+        if self._keypad_task is not None:
+            self._keypad_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keypad_task
         if self.driver is not None:
             self.driver.close()
+            for indicator in (self.driver.ringer, self.driver.led):
+                if indicator is not None:
+                    indicator.set(False if indicator is self.driver.ringer else "off")
+                    indicator.close()
+        if self.pins is not None:
+            self.pins.close()
         if self.protocol is not None:
             for call in self.node.calls.calls():
                 if call.local_state < CallState.CALLENDED:
-                    self.protocol.command(lambda n, now, c=call.call_id: n.hang_up(c, now))
+                    self.protocol.command(functools.partial(_hang_up, call.call_id))
             await asyncio.sleep(0.1)  # let the hang-ups leave
             self.protocol.close()
         if self.audio is not None:
@@ -364,3 +438,7 @@ class LookupWaiters:
             future = self._waiting[event.number][0]
             if not future.done():
                 future.set_result(None)
+
+
+def _hang_up(call: int, node: Node, now: float) -> None:
+    node.hang_up(call, now)

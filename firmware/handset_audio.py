@@ -110,16 +110,16 @@ class HandsetAudio:
             return
         self.rounds += 1
         now = self._clock()
-        call_audio = self.call_audio
+        call, call_audio = self.call, self.call_audio
         if self.engine.reopens != self._reopens_seen:
             self._reopens_seen = self.engine.reopens
-            if call_audio is not None and self._last_round_at is not None:
-                self._bridge_gap(call_audio, now - self._last_round_at, len(captured), now)
+            if call is not None and call_audio is not None and self._last_round_at is not None:
+                self._bridge_gap(call, call_audio, now - self._last_round_at, len(captured), now)
         self._last_round_at = now
-        if call_audio is not None:
+        if call is not None and call_audio is not None:
             sent = bytes(len(captured)) if self.muted else captured
             for out in call_audio.capture(sent):
-                self._send(self.call, out.codec, out.payload, out.duration_ms)
+                self._send(call, out.codec, out.payload, out.duration_ms)
             pcm = call_audio.playback(len(captured) // 2, now)
             if self.gain != 1.0:
                 pcm = scaled(pcm, self.gain)
@@ -133,7 +133,9 @@ class HandsetAudio:
                 self._keypad = None
         self.engine.write_playback(pcm)
 
-    def _bridge_gap(self, call_audio: CallAudio, since_s: float, nbytes: int, now: float) -> None:
+    def _bridge_gap(
+        self, call: int, call_audio: CallAudio, since_s: float, nbytes: int, now: float
+    ) -> None:
         """Move both media clocks across a device outage of `since_s` (less what just came)."""
         frame_ms = call_audio.config.frame_ms
         skip_ms = int(1000 * since_s - 500 * nbytes / self._rate) // frame_ms * frame_ms
@@ -142,7 +144,7 @@ class HandsetAudio:
         outgoing = call_audio.capture(bytes(2 * self._rate * frame_ms // 1000))
         for i, out in enumerate(outgoing):
             extra = skip_ms if i == len(outgoing) - 1 else 0
-            self._send(self.call, out.codec, out.payload, out.duration_ms + extra)
+            self._send(call, out.codec, out.payload, out.duration_ms + extra)
         call_audio.playback(skip_ms * self._rate // 1000, now)
         self.gaps_bridged_ms += skip_ms
 

@@ -40,9 +40,11 @@ KEYS_KEPT = 50
 
 
 class Output(Protocol):
-    """What a ringer or an LED needs: on or off (a blinking LED is driven by its backend)."""
+    """A ringer (True/False) or an LED ("off" | "on" | "blink"); see firmware.indicators."""
 
     def set(self, value: str | bool) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class PhoneDriver:
@@ -177,8 +179,8 @@ class PhoneDriver:
         self.events.event(
             f"call {call} audio: codec {stats.get('codec_sent')} sent {stats.get('frames_sent')} "
             f"received {stats.get('packets_received')} lost {stats.get('lost')} concealed "
-            f"{stats.get('concealed')} jitter {float(stats.get('jitter_ms') or 0):.1f} ms "
-            f"playout {float(stats.get('playout_delay_ms') or 0):.0f} ms",
+            f"{stats.get('concealed')} jitter {_figure(stats, 'jitter_ms'):.1f} ms "
+            f"playout {_figure(stats, 'playout_delay_ms'):.0f} ms",
             call_id=call,
         )
 
@@ -204,3 +206,9 @@ class PhoneDriver:
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+
+
+def _figure(stats: dict[str, object], key: str) -> float:
+    """A numeric statistic, 0 when absent."""
+    value = stats.get(key)
+    return float(value) if isinstance(value, int | float) else 0.0

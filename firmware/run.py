@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
 import logging
 import os
 import signal
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from firmware import keyring
 from firmware.transport import SERVAL_PORT, start
-from vomp.events import CallStateChanged, PacketDropped
+from vomp.events import CallStateChanged, Event, PacketDropped
 from vomp.identity import KeyringEntry, KeyringError, format_sid
 from vomp.messages import CallState
 from vomp.node import Node
@@ -55,8 +56,13 @@ async def serve(args: argparse.Namespace) -> int:
     protocol = await start(node, interface=args.interface, port=args.port, broadcast=args.broadcast)
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
+
+    def request_stop() -> None:
+        if not stop.done():
+            stop.set_result(None)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+        loop.add_signal_handler(sig, request_stop)
     log.info("handset %s number %s on port %d", format_sid(node.sid), entry.did, args.port)
     try:
         while not stop.done():
@@ -67,17 +73,20 @@ async def serve(args: argparse.Namespace) -> int:
                 break
             event = getter.result()
             # refused packets are counted by the node; at INFO a flood would bury the log
-            log.log(
-                logging.DEBUG if isinstance(event, PacketDropped) else logging.INFO, "%s", event
-            )
-            if args.auto_answer and _ringing_for_us(event):
-                protocol.command(lambda n, now, c=event.call: n.answer(c, now))
+            level = logging.DEBUG if isinstance(event, PacketDropped) else logging.INFO
+            log.log(level, "%s", describe(event))
+            if args.auto_answer and isinstance(event, CallStateChanged) and _ringing_for_us(event):
+                protocol.command(functools.partial(_answer, event.call))
     finally:
         protocol.close()
     return 0
 
 
-def describe(event: object) -> str:
+def _answer(call: int, node: Node, now: float) -> None:
+    node.answer(call, now)
+
+
+def describe(event: Event) -> str:
     """One log line per event: SIDs as servald shows them (abridged), payloads as sizes."""
 
     def show(value: object) -> str:
@@ -85,18 +94,16 @@ def describe(event: object) -> str:
             return format_sid(value)[:16] + "…" if len(value) == 32 else f"<{len(value)} bytes>"
         return repr(value)
 
+    if not dataclasses.is_dataclass(event):
+        return repr(event)
     fields = ", ".join(
         f"{f.name}={show(getattr(event, f.name))}" for f in dataclasses.fields(event)
     )
     return f"{type(event).__name__}({fields})"
 
 
-def _ringing_for_us(event: object) -> bool:
-    return (
-        isinstance(event, CallStateChanged)
-        and event.remote_state == CallState.RINGINGOUT
-        and event.local_state < CallState.RINGINGIN
-    )
+def _ringing_for_us(event: CallStateChanged) -> bool:
+    return event.remote_state == CallState.RINGINGOUT and event.local_state < CallState.RINGINGIN
 
 
 def run(args: argparse.Namespace) -> int:

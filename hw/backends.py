@@ -62,4 +62,11 @@ MESH = BackendKind(
     "pyroute2",
     {"pyroute2": "hw.mesh.kernel:Pyroute2Backend", "fake": "hw.mesh.fake:FakeMeshBackend"},
 )
-KINDS = {kind.kind: kind for kind in (AUDIO, MESH)}
+PINS = BackendKind(
+    "pins",
+    "HANDSET_PINS",
+    "recording",
+    {"rpi-gpio": "hw.gpio.rpi:RpiGpioPins", "recording": "hw.gpio.recording:RecordingPins"},
+)
+"""The GPIO pins of the keypad, hook switch, ringer and LED (hw/gpio)."""
+KINDS = {kind.kind: kind for kind in (AUDIO, MESH, PINS)}

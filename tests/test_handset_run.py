@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import logging
 import signal
 import socket
 import stat
@@ -13,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from firmware.cli import SUBCOMMANDS
 from firmware.keyring import load_keyring
 from firmware.run import describe, load_or_create, serve
 from vomp.events import AudioFrameReceived, PeerLost
-from vomp.identity import format_sid
+from vomp.identity import Identity, format_sid
+from vomp.node import Node
 
 
 def test_first_run_creates_a_private_keyring_with_our_number(tmp_path):
@@ -58,10 +60,6 @@ def test_run_without_a_number_says_how_to_fix_it(tmp_path, caplog):
     assert "--number" in caplog.text
 
 
-def test_run_is_a_registered_subcommand():
-    assert SUBCOMMANDS["run"][0] == "firmware.run"
-
-
 def test_handset_run_starts_logs_its_sid_and_stops_on_sigterm(tmp_path):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -87,3 +85,42 @@ def test_events_are_logged_with_readable_sids_and_payload_sizes():
     assert describe(PeerLost(sid)) == "PeerLost(sid=A4CC73A6EACB57BB…)"
     line = describe(AudioFrameReceived(3, 2, 40, 2, bytes(160)))
     assert line == "AudioFrameReceived(call=3, codec=2, time_ms=40, seq=2, payload=<160 bytes>)"
+
+
+def test_serve_logs_a_peer_it_hears_with_its_abridged_sid(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="handset")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer_socket:
+        peer_socket.bind(("127.0.0.1", 0))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        args = argparse.Namespace(
+            keyring=tmp_path / "keyring",
+            number="5551234",
+            name=None,
+            interface=None,
+            port=port,
+            broadcast="127.0.0.1",
+            auto_answer=False,
+        )
+        peer = Node(Identity.from_seed(bytes(range(32))), "5559876")
+        abridged = format_sid(peer.sid)[:16] + "…"
+
+        async def hear_the_peer() -> None:
+            handset = asyncio.create_task(serve(args))
+            try:
+                for tick in range(100):  # the peer's ticks, until the handset has started
+                    peer.handle_timer(tick * 0.5)
+                    for data, _destination in peer.datagrams_to_send(tick * 0.5):
+                        peer_socket.sendto(data, ("127.0.0.1", port))
+                    await asyncio.sleep(0.05)
+                    if f"PeerFound(sid={abridged}" in caplog.text:
+                        return
+            finally:
+                handset.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await handset
+
+        asyncio.run(hear_the_peer())
+    assert f"PeerFound(sid={abridged}" in caplog.text
+    assert "\\x" not in caplog.text  # no raw bytes reprs

@@ -237,8 +237,7 @@ class Node:
         return min((t for t in times if t is not None), default=None)
 
     def handle_timer(self, now: float) -> None:
-        self._ensure_started(now)
-        if now >= self._next_tick_at:
+        if now >= self._ensure_started(now):
             self._tick(now)
         for neighbour in self.neighbours:
             if neighbour.ack_due_at is not None and neighbour.ack_due_at <= now:
@@ -377,7 +376,7 @@ class Node:
             self.counters["duplicate_frames"] += 1
             return
         if frame.broadcast_id is not None:
-            key = (frame.source, frame.broadcast_id)
+            key = (frame.source_sid, frame.broadcast_id)
             if key in self._seen_broadcast_ids:
                 self.counters["duplicate_broadcasts"] += 1
                 return
@@ -404,7 +403,7 @@ class Node:
         requests = [e for e in entries if isinstance(e, please_explain.ExplainRequest)]
         if not requests:
             return
-        if not self._explained_to.allow(frame.source, now):
+        if not self._explained_to.allow(frame.source_sid, now):
             self._drop("please_explain_too_often")  # servald answers one SID every 500 ms
             return
         # One bisection per prefix, at most EXPLAIN_ANSWERS_MAX answers: linear in the
@@ -428,8 +427,8 @@ class Node:
                 [please_explain.ExplainAnswer(sid) for sid in answers]
             )
             self._send_frame(
-                frame.source,
-                Frame.to_peer(self.sid, frame.source, payload, type=TYPE_PLEASE_EXPLAIN),
+                frame.source_sid,
+                Frame.to_peer(self.sid, frame.source_sid, payload, type=TYPE_PLEASE_EXPLAIN),
                 fallback=source,
             )
             self.counters["please_explain_answered"] += 1
@@ -439,23 +438,23 @@ class Node:
         if mode is MdpMode.BOX and frame.destination != self.sid:
             self._drop("boxed_broadcast")
             return
-        sign_public = self.book.sign_key(frame.source)
+        sign_public = self.book.sign_key(frame.source_sid)
         if mode is MdpMode.SIGNED and sign_public is not None:
-            self._spend_crypto(frame.source, now)
+            self._spend_crypto(frame.source_sid, now)
             self.counters["crypto_signature_checks"] += 1
         try:
             content = mdp.open_payload(
                 frame.payload,
                 mode,
-                shared_key=self._shared_key(frame.source, now) if mode is MdpMode.BOX else None,
+                shared_key=self._shared_key(frame.source_sid, now) if mode is MdpMode.BOX else None,
                 sign_public=sign_public,
             )
         except mdp.MissingKey:
             # servald drops such a frame and relies on the sender repeating it (§10). We fetch
             # the key too, but keep the frame a moment and verify it once the key arrives:
             # that saves a DNA lookup at start-up the 250 ms until its first resend.
-            self._request_sign_key(frame.source, now, force=True)
-            held = self._awaiting_key.setdefault(frame.source, [])
+            self._request_sign_key(frame.source_sid, now, force=True)
+            held = self._awaiting_key.setdefault(frame.source_sid, [])
             if len(held) < HELD_PER_PEER and len(self._awaiting_key) <= HELD_PEERS:
                 held.append((frame, source, now))
                 self.counters["frames_held_for_key"] += 1
@@ -463,10 +462,10 @@ class Node:
                 self._drop("missing_sign_key")
             return
         if mode is MdpMode.BOX:
-            if not self._fresh_nonce(frame.source, frame.payload[: crypto.NONCE_LEN]):
+            if not self._fresh_nonce(frame.source_sid, frame.payload[: crypto.NONCE_LEN]):
                 self._drop("replayed_box")
                 return
-            self._proven(frame.source, source, now)
+            self._proven(frame.source_sid, source, now)
         message = mdp.parse_content(content)
         if message.dst_port == mdp.PORT_LINKSTATE:
             self._receive_linkstate(frame, message.body)
@@ -486,19 +485,19 @@ class Node:
             ignored_before = self.calls.ignored
             refused_before = self.calls.refused
             progress_before = self.calls.progress
-            self.calls.receive(frame.source, parse_vomp(message.body), now)
+            self.calls.receive(frame.source_sid, parse_vomp(message.body), now)
             if self.calls.ignored != ignored_before:  # no call matched, or an "ignore" cell
                 self.counters["vomp_messages_ignored"] += 1
             if self.calls.refused != refused_before:
                 self._drop("call_refused_busy")
             if self.calls.progress != progress_before:
                 # Only news (a new state, unheard audio) can move a call: a replay cannot.
-                self._call_address[frame.source] = (source, True)
+                self._call_address[frame.source_sid] = (source, True)
         else:
             self.counters["frames_unbound_port"] += 1
 
     def _receive_linkstate(self, frame: Frame, body: bytes) -> None:
-        records, _unknown = linkstate.parse_linkstate(body, frame.source, self.book)
+        records, _unknown = linkstate.parse_linkstate(body, frame.source_sid, self.book)
         for record in records:
             if record.is_neighbour_record and record.transmitter_sid == self.sid:
                 self.counters["linkstate_heard_us"] += 1
@@ -512,15 +511,15 @@ class Node:
                 self._drop("keymap_request_not_boxed")
                 return
             reply = keymap.encode_reply(self.identity)
-            self._send_mdp(frame.source, mdp.PORT_KEYMAP, mdp.PORT_KEYMAP, reply, source, now)
+            self._send_mdp(frame.source_sid, mdp.PORT_KEYMAP, mdp.PORT_KEYMAP, reply, source, now)
             self.counters["keymap_answered"] += 1
         elif request.is_reply:
-            self._spend_crypto(frame.source, now)
+            self._spend_crypto(frame.source_sid, now)
             self.counters["crypto_signature_checks"] += 1
-            if not request.verify(frame.source):
+            if not request.verify(frame.source_sid):
                 self._drop("keymap_reply_forged")
                 return
-            self.book.learn(frame.source, request.sign_key)
+            self.book.learn(frame.source_sid, request.sign_key)
             self.counters["sign_keys_learnt"] += 1
         else:
             self.counters["keymap_ignored"] += 1
@@ -532,12 +531,12 @@ class Node:
         if not request.matches(self.number):
             return
         reply = encode_dna_reply(self.sid, self.number, self.name)
-        self._send_mdp(frame.source, message.src_port, mdp.PORT_DNA, reply, source, now)
+        self._send_mdp(frame.source_sid, message.src_port, mdp.PORT_DNA, reply, source, now)
         self.counters["dna_answered"] += 1
 
     def _receive_dna_reply(self, frame: Frame, message: mdp.MdpMessage, now: float) -> None:
         reply = parse_dna_reply(message.body)
-        if reply.sid != frame.source:
+        if reply.sid != frame.source_sid:
             self._drop("dna_reply_forged")
             return
         lookup = self.lookups.running(message.dst_port)
@@ -573,7 +572,7 @@ class Node:
     # ============================================================================== sending
     def _tick(self, now: float) -> None:
         """Every 500 ms: broadcast a tick, and tell every neighbour we hear it (§9.1, §9.3)."""
-        self._next_tick_at = max(self._next_tick_at + TICK_INTERVAL, now)
+        self._next_tick_at = max(self._ensure_started(now) + TICK_INTERVAL, now)
         if self._next_tick_at <= now:
             self._next_tick_at = now + TICK_INTERVAL
         for sid, held in list(self._awaiting_key.items()):
@@ -841,10 +840,12 @@ class Node:
         return encode_header(packet)
 
     # ============================================================================= helpers
-    def _ensure_started(self, now: float) -> None:
+    def _ensure_started(self, now: float) -> float:
+        """When the next tick is due; the first goes out at once (§14 step 1)."""
         if self._next_tick_at is None:
-            self._next_tick_at = now  # the first tick goes out at once (§14 step 1)
+            self._next_tick_at = now
             self._next_sweep_at = now + SWEEP_INTERVAL
+        return self._next_tick_at
 
     def _shared_key(self, sid: bytes, now: float | None) -> bytes:
         """The crypto_box key with `sid`. Deriving a new one (X25519) is charged to the

@@ -70,4 +70,4 @@ class MeshBackend(Protocol):
 def make_backend(config: MeshConfig) -> MeshBackend:
     """The backend the config (else $HANDSET_MESH_BACKEND) names; imported only when chosen."""
     backend_class = MESH.load(config.backend)
-    return backend_class(netns=config.netns)  # type: ignore[no-any-return]
+    return backend_class(netns=config.netns)

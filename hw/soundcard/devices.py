@@ -112,4 +112,4 @@ def load_backend(name: str | None = None, **options: object) -> AudioBackend:
     """Build the backend named by `name`, else $HANDSET_AUDIO_BACKEND, else "alsa"
     (hw.backends.AUDIO lists them)."""
     backend_class = AUDIO.load(name)
-    return backend_class(**options)  # type: ignore[no-any-return]
+    return backend_class(**options)
