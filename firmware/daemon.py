@@ -253,6 +253,8 @@ class Handset:
         if settings.backend == "file":
             capture = str(settings.input or "")
             playback = str(settings.output or "")
+            if settings.output is not None:
+                settings.output.parent.mkdir(parents=True, exist_ok=True)
         else:
             capture, playback = settings.capture, settings.playback
         pcm = PcmSettings(
