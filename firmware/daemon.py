@@ -56,6 +56,7 @@ from vomp.events import (
     DnaLookupFinished,
     Event,
     IncomingCall,
+    NumberClaimConflict,
     PacketDropped,
     PeerFound,
     PeerLost,
@@ -395,6 +396,15 @@ class Handset:
             )
         elif isinstance(event, DnaLookupFinished) and not event.answered:
             log(f"lookup {event.number}: nobody has this number", number=event.number)
+        elif isinstance(event, NumberClaimConflict):
+            log(
+                f"number {event.number} claimed by {abridged(event.claimant)}, but "
+                f"{abridged(event.owner)} answered for it first: calls by number go to the first "
+                f"(a new handset for that number, or someone taking it)",
+                logging.WARNING,
+                number=event.number,
+                peer_sid=event.claimant,
+            )
         elif isinstance(event, IncomingCall):
             log(
                 f"call {event.call} from {event.caller_number or '?'} {abridged(event.remote_sid)}",
