@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 TEST_TONE_S = 1.0
 TEST_KEYPAD_S = 10.0
+TEST_ECHO_S = 3.0
 
 
 class ControlCommands:
@@ -164,7 +165,12 @@ class ControlCommands:
             await asyncio.sleep(TEST_KEYPAD_S)
             pressed = list(driver.keys)[before:] if driver else []
             return {"what": what, "seconds": TEST_KEYPAD_S, "pressed": pressed}
-        raise CommandFailed("test echo: not available on this handset yet")
+        audio.echo_peak, audio.echo = 0, True
+        try:
+            await asyncio.sleep(TEST_ECHO_S)
+        finally:
+            audio.echo = False
+        return {"what": what, "seconds": TEST_ECHO_S, "microphone_peak": audio.echo_peak}
 
     # -- what status shows
 

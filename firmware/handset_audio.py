@@ -51,6 +51,9 @@ class HandsetAudio:
         self._keypad: ToneSource | None = None
         self.muted = False
         self.gain = 1.0
+        self.echo = False
+        """Self test outside a call: the microphone straight to the earpiece."""
+        self.echo_peak = 0
         self.rounds = 0
         self.gaps_bridged_ms = 0.0
         self._reopens_seen = engine.reopens
@@ -128,6 +131,9 @@ class HandsetAudio:
             pcm = call_audio.playback(len(captured) // 2, now)
             if self.gain != 1.0:
                 pcm = scaled(pcm, self.gain)
+        elif self.echo:
+            pcm = captured
+            self.echo_peak = max(self.echo_peak, peak(captured))
         elif self._tone is not None:
             pcm = self._tone.read(len(captured))
         else:
@@ -160,6 +166,12 @@ class HandsetAudio:
             merged.update(self.call_audio.stats.as_dict())
         merged["device_gaps_bridged_ms"] = round(self.gaps_bridged_ms)
         return merged
+
+
+def peak(pcm: bytes) -> int:
+    """The largest sample magnitude of 16-bit `pcm`."""
+    samples = numpy.frombuffer(pcm, dtype="<i2").astype(numpy.int32)
+    return int(numpy.abs(samples).max()) if len(samples) else 0
 
 
 def scaled(pcm: bytes, gain: float) -> bytes:
