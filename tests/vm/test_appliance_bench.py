@@ -139,38 +139,6 @@ def test_the_service_waits_for_its_radio_then_is_ready_with_least_rights(applian
     assert ask("status")["number"] == NUMBER
 
 
-def test_diag_logs_in_over_ssh_with_a_key_into_the_shell_only(appliance, tmp_path):
-    wait_for("READY", service_ready)
-    key = tmp_path / "diag_key"
-    sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
-    Path("/etc/handset/diag_authorized_keys").write_text(key.with_suffix(".pub").read_text())
-    sh("sshd", "-t")
-    sh("systemctl", "start", "ssh.service")
-    options = [
-        "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-        "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
-    ]  # fmt: skip
-
-    def ssh(*args: str, key_file: Path | None = key) -> subprocess.CompletedProcess[str]:
-        identity = ["-i", str(key_file)] if key_file else ["-o", "PubkeyAuthentication=no"]
-        return subprocess.run(
-            ["ssh", *options, *identity, *args], capture_output=True, text=True, timeout=120
-        )
-
-    status = ssh("diag@127.0.0.1", "status --json")
-    assert status.returncode == 0, status.stderr
-    assert json.loads(status.stdout)["number"] == NUMBER
-    escape = ssh("diag@127.0.0.1", "sh -c id")
-    assert escape.returncode == 2 and "unknown command 'sh'" in escape.stdout
-    sftp = ssh("-s", "diag@127.0.0.1", "sftp")
-    assert sftp.returncode == 2 and "not used by any command" in sftp.stdout
-    no_key = ssh("diag@127.0.0.1", "status", key_file=None)
-    assert no_key.returncode == 255 and "Permission denied" in no_key.stderr
-    forward = ssh("-N", "-o", "ExitOnForwardFailure=yes", "-L", "4111:127.0.0.1:22",
-                  "diag@127.0.0.1")  # fmt: skip
-    assert forward.returncode == 255
-
-
 def test_a_stalled_event_loop_is_restarted_by_the_watchdog_with_the_same_identity(appliance):
     before = wait_for("READY", service_ready)
     sid = ask("status")["sid"]
@@ -182,6 +150,46 @@ def test_a_stalled_event_loop_is_restarted_by_the_watchdog_with_the_same_identit
     assert int(after["NRestarts"]) > int(before["NRestarts"])
     assert "Watchdog timeout" in sh("journalctl", "-u", "handset", "--no-pager")
     assert ask("status")["sid"] == sid
+
+
+def test_diag_logs_in_over_ssh_with_a_key_into_the_shell_only(appliance, tmp_path):
+    wait_for("READY", service_ready)
+    key = tmp_path / "diag_key"
+    sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
+    Path("/etc/handset/diag_authorized_keys").write_text(key.with_suffix(".pub").read_text())
+    sh("systemctl", "start", "ssh.service")
+    sh("sshd", "-t")
+    effective = sh("sshd", "-T", "-C", "user=diag,host=laptop,addr=10.99.0.2").splitlines()
+    assert {
+        f"forcecommand {PREFIX}/bin/handset-shell",
+        "authenticationmethods publickey",
+        "passwordauthentication no",
+        "authorizedkeysfile /etc/handset/diag_authorized_keys",
+        "allowtcpforwarding no",
+        "permittunnel no",
+        "permituserrc no",
+    } <= set(effective)
+    options = [
+        "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+        "-o", "BatchMode=yes", "-v",
+    ]  # fmt: skip
+
+    def ssh(*args: str, key_file: Path | None = key) -> subprocess.CompletedProcess[str]:
+        identity = ["-i", str(key_file)] if key_file else ["-o", "PubkeyAuthentication=no"]
+        return subprocess.run(
+            ["ssh", *options, *identity, *args], capture_output=True, text=True, timeout=120
+        )
+
+    status = ssh("diag@127.0.0.1", "status --json")
+    sshd_log = sh("journalctl", "-u", "ssh", "--no-pager", "-n", "40", check=False)
+    assert status.returncode == 0, f"{status.stdout}\n{status.stderr}\nsshd:\n{sshd_log}"
+    assert json.loads(status.stdout)["number"] == NUMBER
+    escape = ssh("diag@127.0.0.1", "sh -c id")
+    assert escape.returncode == 2 and "unknown command 'sh'" in escape.stdout
+    sftp = ssh("-s", "diag@127.0.0.1", "sftp")
+    assert sftp.returncode == 2 and "not used by any command" in sftp.stdout
+    no_key = ssh("diag@127.0.0.1", "status", key_file=None)
+    assert no_key.returncode == 255 and "Permission denied" in no_key.stderr
 
 
 def test_stopping_the_service_during_a_call_ends_it_on_the_far_side(appliance):
