@@ -34,9 +34,14 @@ SendAudio = Callable[[int, int, bytes, int], object]
 
 class HandsetAudio:
     def __init__(
-        self, engine: AudioEngine, send: SendAudio, clock: Callable[[], float] = time.monotonic
+        self,
+        engine: AudioEngine,
+        send: SendAudio,
+        clock: Callable[[], float] = time.monotonic,
+        codecs: tuple[int, ...] = OUR_CODECS,
     ) -> None:
         self.engine = engine
+        self.codecs = codecs
         self._send = send
         self._clock = clock
         self._rate = engine.settings.pcm.rate
@@ -46,6 +51,9 @@ class HandsetAudio:
         self._keypad: ToneSource | None = None
         self.muted = False
         self.gain = 1.0
+        self.echo = False
+        """Self test outside a call: the microphone straight to the earpiece."""
+        self.echo_peak = 0
         self.rounds = 0
         self.gaps_bridged_ms = 0.0
         self._reopens_seen = engine.reopens
@@ -63,7 +71,7 @@ class HandsetAudio:
 
     def start_call(self, call: int, remote_codecs: tuple[int, ...]) -> CallAudio | None:
         """Begin a call's audio; None (and no audio) if the peer shares no codec with us."""
-        codec = choose_send_codec(OUR_CODECS, remote_codecs)
+        codec = choose_send_codec(self.codecs, remote_codecs)
         if codec is None:
             return None
         self.call, self.call_audio, self._tone = call, CallAudio(codec), None
@@ -123,6 +131,9 @@ class HandsetAudio:
             pcm = call_audio.playback(len(captured) // 2, now)
             if self.gain != 1.0:
                 pcm = scaled(pcm, self.gain)
+        elif self.echo:
+            pcm = captured
+            self.echo_peak = max(self.echo_peak, peak(captured))
         elif self._tone is not None:
             pcm = self._tone.read(len(captured))
         else:
@@ -155,6 +166,12 @@ class HandsetAudio:
             merged.update(self.call_audio.stats.as_dict())
         merged["device_gaps_bridged_ms"] = round(self.gaps_bridged_ms)
         return merged
+
+
+def peak(pcm: bytes) -> int:
+    """The largest sample magnitude of 16-bit `pcm`."""
+    samples = numpy.frombuffer(pcm, dtype="<i2").astype(numpy.int32)
+    return int(numpy.abs(samples).max()) if len(samples) else 0
 
 
 def scaled(pcm: bytes, gain: float) -> bytes:

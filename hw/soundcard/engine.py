@@ -176,6 +176,12 @@ class AudioEngine:
             device = live.continued_from(self._finished)
             return dataclasses.replace(self._stats, **dataclasses.asdict(device))
 
+    @property
+    def pid(self) -> int | None:
+        """The running engine process (None between a lost device and its reopen)."""
+        proc = self._proc
+        return proc.pid if proc is not None else None
+
     def process_cpu_seconds(self) -> float:
         """CPU time (user + system) of the running engine process, from /proc."""
         proc = self._proc
