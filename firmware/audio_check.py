@@ -26,7 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--capture", default=defaults.capture_device, help="ALSA capture device")
     parser.add_argument("--playback", default=defaults.playback_device, help="ALSA playback")
     parser.add_argument("--period-frames", type=int, default=defaults.period_frames)
-    parser.add_argument("--backend", default="alsa", help="alsa, or fake (no sound card)")
+    parser.add_argument(
+        "--backend", help="alsa (default, or $HANDSET_AUDIO_BACKEND), or fake (no sound card)"
+    )
     parser.add_argument("--seconds", type=float, default=3.0)
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--tone", default="dial", choices=sorted(CALL_PROGRESS))

@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import faulthandler
+import functools
 import logging
 import signal
 import sys
@@ -27,21 +28,26 @@ from pathlib import Path
 from typing import Any
 
 from firmware import config as config_file
-from firmware import status_view
+from firmware import keyring, status_view
 from firmware.config import EX_CONFIG, Config, ConfigError
+from firmware.control_commands import ControlCommands
 from firmware.control_protocol import Request
-from firmware.control_server import CommandFailed, ControlServer
+from firmware.control_server import ControlServer
 from firmware.event_log import EventLog, RecentLines, abridged, setup
 from firmware.handset_audio import HandsetAudio
-from firmware.keyring import load_keyring, save_keyring
+from firmware.indicators import LedIndicator, RingerIndicator
+from firmware.phone_driver import PhoneDriver
 from firmware.service_manager import ServiceManager, service_manager, watchdog_interval
 from firmware.transport import NodeProtocol, start
-from hw.mesh import MeshManager
+from hw.backends import PINS
+from hw.gpio import PinFactory
+from hw.keypad import HookChange, Keypad, KeyPress, scan_forever
+from hw.led import Led
+from hw.mesh import BroadcastEndpoint, MeshManager
+from hw.ringer import GpioRinger, Ringer
 from hw.soundcard.devices import PcmSettings
 from hw.soundcard.engine import AudioEngine, EngineSettings
 from hw.soundcard.realtime import become_realtime
-from vomp.dna import is_valid_did
-from vomp.dna_lookup import LOOKUP_TIMEOUT
 from vomp.events import (
     AudioFrameReceived,
     CallEnded,
@@ -49,13 +55,16 @@ from vomp.events import (
     DnaAnswer,
     DnaLookupFinished,
     Event,
+    IncomingCall,
+    NumberClaimConflict,
     PacketDropped,
     PeerFound,
     PeerLost,
 )
-from vomp.identity import Identity, KeyringEntry, format_sid
+from vomp.identity import KeyringEntry, KeyringError
 from vomp.messages import CallState
 from vomp.node import Node
+from vomp.phone import Phone, PhoneSettings
 
 log = logging.getLogger("handset")
 STATUS_INTERVAL_S = 1.0
@@ -81,25 +90,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.config}: ok")
         return 0
     recent = setup()
+    try:  # a keyring that exists but holds no identity must stop us, not be replaced
+        load_or_create_identity(config.keyring_path, config.handset.number, config.handset.name)
+    except KeyringError as error:
+        log.error("%s", error)
+        return EX_CONFIG
     faulthandler.enable()  # the watchdog's SIGABRT puts every thread's stack in the journal
     return asyncio.run(serve(config, recent))
 
 
 def load_or_create_identity(path: Path, number: str, name: str) -> KeyringEntry:
     """The keyring's first identity with the configured number and name (created on first start)."""
-    entries = load_keyring(path) if path.exists() else []
-    entry = entries[0] if entries else KeyringEntry(Identity.generate(), None, "")
-    updated = KeyringEntry(entry.identity, number, name)
-    if not entries or updated != entry:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        save_keyring(path, [updated, *entries[1:]])
-    return updated
+    return keyring.load_or_create(path, number, name)
 
 
 async def serve(config: Config, recent: RecentLines | None = None) -> int:
     events = EventLog()
     entry = load_or_create_identity(config.keyring_path, config.handset.number, config.handset.name)
-    node = Node(entry.identity, config.handset.number, config.handset.name)
+    codecs = tuple(config_file.CODECS[name] for name in config.audio.codecs)
+    node = Node(entry.identity, config.handset.number, config.handset.name, codecs=codecs)
     events.event(
         f"handset {abridged(node.sid)} number {config.handset.number} starting",
         sid=node.sid,
@@ -109,8 +118,13 @@ async def serve(config: Config, recent: RecentLines | None = None) -> int:
     handset = Handset(config, node, mesh, events, recent)
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
+
+    def request_stop() -> None:
+        if not stop.done():
+            stop.set_result(None)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+        loop.add_signal_handler(sig, request_stop)
     manager = service_manager()
     supervisor = asyncio.create_task(supervise(handset, manager, stop))
     try:
@@ -132,7 +146,7 @@ async def supervise(handset: Handset, manager: ServiceManager, stop: asyncio.Fut
     while not stop.done():
         manager.watchdog()
         if handset.ready.is_set():
-            line = status_view.one_line(await handset.handle(Request.make("status")))
+            line = status_view.one_line(await handset.commands.handle(Request.make("status")))
             if not handset.announced_ready:
                 manager.ready(line)
                 handset.announced_ready = True
@@ -144,7 +158,7 @@ async def supervise(handset: Handset, manager: ServiceManager, stop: asyncio.Fut
 
 
 class Handset:
-    """The running phone: what the daemon owns, and what the control socket asks about."""
+    """The running handset: everything the daemon owns, started and stopped in order."""
 
     def __init__(
         self,
@@ -159,15 +173,25 @@ class Handset:
         self.mesh = mesh
         self.events = events
         self.recent = recent
+        self.phone = Phone(
+            PhoneSettings(
+                speed_dials=dict(config.speed_dial),
+                auto_answer=config.handset.auto_answer,
+                hook_switch=config.keypad.hook is not None,
+            )
+        )
         self.protocol: NodeProtocol | None = None
         self.engine: AudioEngine | None = None
         self.audio: HandsetAudio | None = None
+        self.driver: PhoneDriver | None = None
         self.control: ControlServer | None = None
         self._mesh_task: asyncio.Task[None] | None = None
-        self._lookups: dict[str, tuple[asyncio.Future[None], list[DnaAnswer]]] = {}
-        self._started_at: dict[int, float] = {}
-        self._dialling: str | None = None
-        self.last_call_end: dict[str, Any] | None = None
+        self._keypad_task: asyncio.Task[None] | None = None
+        self.pins: PinFactory | None = None
+        self.keypad: Keypad | None = None
+        self.lookups = LookupWaiters()
+        self.call_started_at: dict[int, float] = {}
+        self.commands = ControlCommands(self)
         self.ready = asyncio.Event()  # set once the node is bound and the phone idle
         self.announced_ready = False
 
@@ -188,12 +212,24 @@ class Handset:
             interface=endpoint.ifname,
         )
         self._start_audio()
+        ringer, led = self._start_pins()
+        self.driver = PhoneDriver(
+            self.phone, self.protocol, self.audio, self.events, ringer=ringer, led=led
+        )
+        if self.keypad is not None:
+            self._keypad_task = asyncio.create_task(
+                scan_forever(
+                    self.keypad,
+                    self._keypad_input,
+                    settle_s=self.config.keypad.scan_settle_ms / 1000,
+                )
+            )
         control = self.config.control
-        self.control = ControlServer(control.socket, self.handle, control.group)
+        self.control = ControlServer(control.socket, self.commands.handle, control.group)
         await self.control.start()
         self.events.event(f"control socket {control.socket}")
 
-    async def _bring_up_mesh(self, stop: asyncio.Future[None]):
+    async def _bring_up_mesh(self, stop: asyncio.Future[None]) -> BroadcastEndpoint | None:
         mode = "managed" if self.config.mesh.mode == "ibss" else "unmanaged"
         said_at = 0.0
         while not stop.done():
@@ -219,6 +255,8 @@ class Handset:
         if settings.backend == "file":
             capture = str(settings.input or "")
             playback = str(settings.output or "")
+            if settings.output is not None:
+                settings.output.parent.mkdir(parents=True, exist_ok=True)
         else:
             capture, playback = settings.capture, settings.playback
         pcm = PcmSettings(
@@ -226,23 +264,57 @@ class Handset:
             playback_device=playback,
             rate=rate,
             period_frames=rate * settings.period_ms // 1000,
+            playback_prefill_periods=settings.prefill_periods,
         )
-        if settings.realtime_priority:
+        priority = settings.realtime_priority
+        if priority:
             # before the engine starts, so its supervisor thread takes the same priority
-            become_realtime(settings.realtime_priority)
-        self.engine = AudioEngine(
-            EngineSettings(
-                pcm=pcm,
-                backend=settings.backend,
-                realtime_priority=settings.realtime_priority + 10
-                if settings.realtime_priority
-                else 0,
-            )
+            become_realtime(priority)
+        engine_settings = EngineSettings(
+            pcm=pcm, backend=settings.backend, realtime_priority=priority + 10 if priority else 0
         )
+        self.engine = AudioEngine(engine_settings)
         self.engine.start()
-        self.audio = HandsetAudio(self.engine, self._send_audio)
+        codecs = tuple(config_file.CODECS[name] for name in settings.codecs)
+        self.audio = HandsetAudio(self.engine, self._send_audio, codecs=codecs)
         self.audio.attach(asyncio.get_running_loop())
         self.events.event(f"audio: {settings.backend} capture {capture!r} playback {playback!r}")
+
+    def _start_pins(self) -> tuple[RingerIndicator | None, LedIndicator | None]:
+        """Keypad, hook switch, ringer and LED on the configured pin backend (none: no pins;
+        the phone is then driven by the control socket and rings on the speaker)."""
+        settings = self.config.keypad
+        if settings.backend == "none":
+            return None, None
+        self.pins = PINS.load(settings.backend)()
+        if settings.rows or settings.hook is not None:
+            self.keypad = Keypad(
+                self.pins,
+                list(settings.rows),
+                list(settings.columns),
+                settings.layout,
+                hook=settings.hook,
+                hook_lifted=settings.hook_lifted,
+            )
+        ringer = led = None
+        if settings.ringer is not None:
+            ringer = RingerIndicator(Ringer([GpioRinger(self.pins.output(settings.ringer))]))
+        if settings.led is not None:
+            led = LedIndicator(Led(self.pins.output(settings.led)))
+        self.events.event(
+            f"keypad: {settings.backend} {settings.layout} rows {list(settings.rows)} columns "
+            f"{list(settings.columns)} hook {settings.hook} ringer {settings.ringer} "
+            f"led {settings.led}"
+        )
+        return ringer, led
+
+    def _keypad_input(self, found: KeyPress | HookChange) -> None:
+        if self.driver is None:
+            return
+        if isinstance(found, KeyPress):
+            self.driver.key(found.key)
+        else:
+            self.driver.hook(found.lifted)
 
     def _send_audio(self, call: int, codec: int, payload: bytes, duration_ms: int) -> None:
         assert self.protocol is not None
@@ -252,7 +324,8 @@ class Handset:
         assert self.protocol is not None
         while not stop.done():
             getter = asyncio.ensure_future(self.protocol.next_event())
-            done, _ = await asyncio.wait({getter, stop}, return_when=asyncio.FIRST_COMPLETED)
+            waiting: set[asyncio.Future[Any]] = {getter, stop}
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if getter not in done:
                 getter.cancel()
                 break
@@ -261,10 +334,22 @@ class Handset:
     async def close(self) -> None:
         if self.control is not None:
             await self.control.close()
+        if self._keypad_task is not None:
+            self._keypad_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keypad_task
+        if self.driver is not None:
+            self.driver.close()
+            for indicator in (self.driver.ringer, self.driver.led):
+                if indicator is not None:
+                    indicator.set(False if indicator is self.driver.ringer else "off")
+                    indicator.close()
+        if self.pins is not None:
+            self.pins.close()
         if self.protocol is not None:
             for call in self.node.calls.calls():
                 if call.local_state < CallState.CALLENDED:
-                    self.protocol.command(lambda n, now, c=call.call_id: n.hang_up(c, now))
+                    self.protocol.command(functools.partial(_hang_up, call.call_id))
             await asyncio.sleep(0.1)  # let the hang-ups leave
             self.protocol.close()
         if self.audio is not None:
@@ -287,256 +372,88 @@ class Handset:
             return
         if isinstance(event, PacketDropped):
             return  # counted by the node (status shows them); a flood must not bury the log
+        self.log_event(event)
+        self.lookups.on_event(event)
+        if isinstance(event, CallStateChanged):
+            self.call_started_at.setdefault(event.call, time.monotonic())
+        elif isinstance(event, CallEnded):
+            self.call_started_at.pop(event.call, None)
+        if self.driver is not None:
+            self.driver.node_event(event)
+
+    def log_event(self, event: Event) -> None:
+        log = self.events.event
         if isinstance(event, PeerFound):
-            self.events.event(
-                f"peer found {abridged(event.sid)} at {event.address}", peer_sid=event.sid
-            )
+            log(f"peer found {abridged(event.sid)} at {event.address}", peer_sid=event.sid)
         elif isinstance(event, PeerLost):
-            self.events.event(f"peer lost {abridged(event.sid)}", peer_sid=event.sid)
+            log(f"peer lost {abridged(event.sid)}", peer_sid=event.sid)
         elif isinstance(event, DnaAnswer):
-            self.events.event(
-                f"lookup {event.number}: {event.did} {event.name!r} is {abridged(event.sid)}",
+            log(
+                f"lookup {event.number or '*'}: {event.did} {event.name!r} is "
+                f"{abridged(event.sid)}",
                 number=event.did,
                 peer_sid=event.sid,
             )
-            if event.number in self._lookups:
-                self._lookups[event.number][1].append(event)
-        elif isinstance(event, DnaLookupFinished):
-            if event.number in self._lookups:
-                future = self._lookups[event.number][0]
-                if not future.done():
-                    future.set_result(None)
-            if not event.answered:
-                self.events.event(
-                    f"lookup {event.number}: nobody has this number", number=event.number
-                )
-                if self._dialling == event.number:
-                    self._dialling = None
-                    self._play_tone("error")
-        elif isinstance(event, CallStateChanged):
-            self._on_call_state(event)
-        elif isinstance(event, CallEnded):
-            self._started_at.pop(event.call, None)
-            self.events.event(
-                f"call {event.call} gone ({'timed out' if event.timed_out else 'closed'})",
+        elif isinstance(event, DnaLookupFinished) and not event.answered:
+            log(f"lookup {event.number}: nobody has this number", number=event.number)
+        elif isinstance(event, NumberClaimConflict):
+            log(
+                f"number {event.number} claimed by {abridged(event.claimant)}, but "
+                f"{abridged(event.owner)} answered for it first: calls by number go to the first "
+                f"(a new handset for that number, or someone taking it)",
+                logging.WARNING,
+                number=event.number,
+                peer_sid=event.claimant,
+            )
+        elif isinstance(event, IncomingCall):
+            log(
+                f"call {event.call} from {event.caller_number or '?'} {abridged(event.remote_sid)}",
                 call_id=event.call,
                 peer_sid=event.remote_sid,
+                number=event.caller_number,
             )
-
-    def _on_call_state(self, event: CallStateChanged) -> None:
-        local, remote = CallState(event.local_state), CallState(event.remote_state)
-        self.events.event(
-            f"call {event.call} {local.name}/{remote.name} with {event.remote_number or '?'} "
-            f"{abridged(event.remote_sid)}",
-            call_id=event.call,
-            peer_sid=event.remote_sid,
-            number=event.remote_number,
-            state=local.name,
-        )
-        self._started_at.setdefault(event.call, time.monotonic())
-        if local == CallState.RINGINGOUT:
-            self._dialling = None
-            self._play_tone("ringback")
-        if remote == CallState.RINGINGOUT and local < CallState.RINGINGIN:
-            self._command(lambda n, now: n.ring(event.call, now))
-            if self.config.handset.auto_answer:
-                self._command(lambda n, now: n.answer(event.call, now))
-        if local == CallState.INCALL:
-            self._start_call_audio(event)
-        if local == CallState.CALLENDED:
-            self._end_audio(event.call)
-
-    def _start_call_audio(self, event: CallStateChanged) -> None:
-        if self.audio is None or self.audio.call == event.call:
-            return
-        if self.audio.start_call(event.call, event.remote_codecs) is None:
-            offered = ", ".join(f"0x{c:02x}" for c in event.remote_codecs)
-            self.events.event(
-                f"call {event.call}: no shared codec; far end offers [{offered}]",
-                logging.WARNING,
+        elif isinstance(event, CallStateChanged):
+            local, remote = CallState(event.local_state), CallState(event.remote_state)
+            reason = f": {event.end_detail or event.end_reason.value}" if event.end_reason else ""
+            log(
+                f"call {event.call} {local.name}/{remote.name} with "
+                f"{event.remote_number or '?'} {abridged(event.remote_sid)}{reason}",
                 call_id=event.call,
+                peer_sid=event.remote_sid,
+                number=event.remote_number,
+                state=local.name,
             )
-            self._command(lambda n, now: n.hang_up(event.call, now))
+        elif isinstance(event, CallEnded):
+            log(
+                f"call {event.call} gone: {event.detail or event.reason.value}",
+                call_id=event.call,
+                peer_sid=event.remote_sid,
+                end_reason=event.reason.name,
+            )
 
-    def _end_audio(self, call: int) -> None:
-        if self.audio is None or self.audio.call != call:
-            return
-        stats = self.audio.end_call()
-        self.last_call_end = stats
-        self.events.event(
-            f"call {call} audio: sent {stats.get('frames_sent')} received "
-            f"{stats.get('packets_received')} lost {stats.get('lost')} concealed "
-            f"{stats.get('concealed')} jitter {stats.get('jitter_ms', 0):.1f} ms",
-            call_id=call,
-        )
-        self._play_tone(None)
 
-    def _play_tone(self, name: str | None) -> None:
-        if self.audio is not None:
-            self.audio.play_tone(name)
+class LookupWaiters:
+    """`handset lookup` requests waiting for their lookup to finish, with the answers so far."""
 
-    def _command(self, action: Any) -> Any:
-        assert self.protocol is not None
-        return self.protocol.command(action)
+    def __init__(self) -> None:
+        self._waiting: dict[str, tuple[asyncio.Future[None], list[DnaAnswer]]] = {}
 
-    # -- the control socket
-
-    async def handle(self, request: Request) -> dict[str, Any]:
-        handler = getattr(self, f"_cmd_{request.command}", None)
-        if handler is None:
-            raise CommandFailed(f"{request.command}: not available on this handset")
-        return await handler(**request.args)
-
-    async def _cmd_status(self) -> dict[str, Any]:
-        result: dict[str, Any] = {
-            "state": self.phone_state(),
-            "number": self.config.handset.number,
-            "name": self.config.handset.name,
-            "sid": format_sid(self.node.sid),
-            "peers": len(self.node.neighbours),
-            "rejected": {
-                name.removeprefix("dropped_"): count
-                for name, count in self.node.counters.items()
-                if name.startswith("dropped_") and count
-            },
-            "counters": dict(self.node.counters),
-            "mesh": self._mesh_status(),
-        }
-        current = self._current_call()
-        if current is not None:
-            result["call"] = self._call_status(current)
-        return result
-
-    async def _cmd_dial(self, number: str) -> dict[str, Any]:
-        if not is_valid_did(number):
-            raise CommandFailed(f"cannot dial {number!r}: use 5 to 31 characters of 0-9 * # +")
-        if self._current_call() is not None:
-            raise CommandFailed("already in a call; hang up first")
-        self._dialling = number
-        call = self._command(lambda n, now: n.dial(number, now))
-        return {"number": number, "call": call}
-
-    async def _cmd_answer(self) -> dict[str, Any]:
-        for call in self.node.calls.calls():
-            if call.local_state == CallState.RINGINGIN:
-                self._command(lambda n, now, c=call.call_id: n.answer(c, now))
-                return {"call": call.call_id}
-        raise CommandFailed("no call is ringing")
-
-    async def _cmd_hangup(self) -> dict[str, Any]:
-        current = self._current_call()
-        if current is None:
-            raise CommandFailed("no call to hang up")
-        self._command(lambda n, now: n.hang_up(current.call_id, now))
-        return {"call": current.call_id}
-
-    async def _cmd_lookup(self, number: str) -> dict[str, Any]:
-        if number not in ("", "*") and not is_valid_did(number):
-            raise CommandFailed(f"cannot look up {number!r}: use 5 to 31 of 0-9 * # +")
+    def wait(self, number: str) -> tuple[asyncio.Future[None], list[DnaAnswer]]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        answers: list[DnaAnswer] = []
-        self._lookups[number] = (future, answers)
-        try:
-            self._command(lambda n, now: n.lookup(number, now))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(future, LOOKUP_TIMEOUT + 1.0)
-        finally:
-            self._lookups.pop(number, None)
-        unique = {a.sid: a for a in answers}
-        return {
-            "number": number,
-            "answers": [
-                {"sid": format_sid(a.sid), "did": a.did, "name": a.name} for a in unique.values()
-            ],
-        }
+        self._waiting[number] = (future, [])
+        return self._waiting[number]
 
-    async def _cmd_peers(self) -> dict[str, Any]:
-        now = time.monotonic()
-        return {
-            "peers": [
-                {
-                    "sid": format_sid(n.sid),
-                    "address": str(n.address),
-                    "last_heard_s": round(now - n.last_heard, 1),
-                }
-                for n in self.node.neighbours
-            ]
-        }
+    def forget(self, number: str) -> None:
+        self._waiting.pop(number, None)
 
-    async def _cmd_calls(self) -> dict[str, Any]:
-        return {"calls": [self._call_status(call) for call in self.node.calls.calls()]}
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, DnaAnswer) and event.number in self._waiting:
+            self._waiting[event.number][1].append(event)
+        elif isinstance(event, DnaLookupFinished) and event.number in self._waiting:
+            future = self._waiting[event.number][0]
+            if not future.done():
+                future.set_result(None)
 
-    async def _cmd_mesh(self) -> dict[str, Any]:
-        return self._mesh_status()
 
-    async def _cmd_audio(self) -> dict[str, Any]:
-        if self.audio is None:
-            raise CommandFailed("audio is not running")
-        return {
-            "backend": self.config.audio.backend,
-            "stats": self.audio.stats(),
-            "last_call": self.last_call_end,
-        }
-
-    async def _cmd_keys(self) -> dict[str, Any]:
-        return {"backend": self.config.keypad.backend, "pressed": []}
-
-    async def _cmd_log(self) -> dict[str, Any]:
-        return {"lines": list(self.recent.lines) if self.recent else []}
-
-    async def _cmd_test(self, what: str) -> dict[str, Any]:
-        if self._current_call() is not None:
-            raise CommandFailed("in a call; test when idle")
-        if what == "tone":
-            self._play_tone("dial")
-            await asyncio.sleep(1.0)
-            self._play_tone(None)
-            return {"what": what, "played": "dial", "seconds": 1.0}
-        raise CommandFailed(f"test {what}: not available on this handset")
-
-    # -- what status shows
-
-    def phone_state(self) -> str:
-        current = self._current_call()
-        if current is None:
-            return "dialling" if self._dialling else "idle"
-        return {
-            CallState.NOCALL: "dialling",
-            CallState.CALLPREP: "dialling",
-            CallState.RINGINGOUT: "ringing out",
-            CallState.RINGINGIN: "ringing",
-            CallState.INCALL: "in call",
-        }.get(current.local_state, "ending")
-
-    def _current_call(self):
-        live = [c for c in self.node.calls.calls() if c.local_state < CallState.CALLENDED]
-        return live[0] if live else None
-
-    def _call_status(self, call) -> dict[str, Any]:
-        started = self._started_at.get(call.call_id)
-        status: dict[str, Any] = {
-            "id": call.call_id,
-            "state": CallState(call.local_state).name,
-            "remote_state": CallState(call.remote_state).name,
-            "peer_number": call.remote_number,
-            "peer_sid": format_sid(call.remote_sid),
-            "duration_s": round(time.monotonic() - started, 1) if started else 0.0,
-            "codec": self.node.audio_codec(call.call_id),
-        }
-        if self.audio is not None and self.audio.call == call.call_id:
-            stats = self.audio.stats()
-            status["codec"] = stats.get("codec_sent")
-            status["audio"] = {
-                "frames_sent": stats.get("frames_sent", 0),
-                "frames_received": stats.get("packets_received", 0),
-                "lost": stats.get("lost", 0),
-                "concealed": stats.get("concealed", 0),
-                "jitter_ms": stats.get("jitter_ms", 0.0),
-                "playout_delay_ms": stats.get("playout_delay_ms", 0.0),
-            }
-        return status
-
-    def _mesh_status(self) -> dict[str, Any]:
-        """The manager's own report (ready, address, heals: when, how long, what) plus mode."""
-        mode = "managed" if self.config.mesh.mode == "ibss" else "unmanaged"
-        return {"mode": mode, **self.mesh.status.report()}
+def _hang_up(call: int, node: Node, now: float) -> None:
+    node.hang_up(call, now)

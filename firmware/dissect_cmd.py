@@ -10,8 +10,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
-from vomp.dissect import Dissector, IdentitiesFileError, dissect_line, load_identities
+from vomp.dissect import (
+    Dissector,
+    IdentitiesFileError,
+    KnownIdentity,
+    dissect_line,
+    parse_identities,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also resolve abbreviations against SIDs seen in full earlier in the input",
     )
+
+
+def load_identities(path: str | Path) -> list[KnownIdentity]:
+    """Read an identities file (schema of vectors/identities.json)."""
+    return parse_identities(Path(path).read_text(encoding="utf-8"), str(path))
 
 
 def run(args: argparse.Namespace) -> int:

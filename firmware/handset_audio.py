@@ -21,6 +21,8 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import numpy
+
 from hw.soundcard.engine import AudioEngine
 from hw.soundcard.tones import ToneSource, mix
 from vomp.events import AudioFrameReceived, Event
@@ -32,9 +34,14 @@ SendAudio = Callable[[int, int, bytes, int], object]
 
 class HandsetAudio:
     def __init__(
-        self, engine: AudioEngine, send: SendAudio, clock: Callable[[], float] = time.monotonic
+        self,
+        engine: AudioEngine,
+        send: SendAudio,
+        clock: Callable[[], float] = time.monotonic,
+        codecs: tuple[int, ...] = OUR_CODECS,
     ) -> None:
         self.engine = engine
+        self.codecs = codecs
         self._send = send
         self._clock = clock
         self._rate = engine.settings.pcm.rate
@@ -42,6 +49,11 @@ class HandsetAudio:
         self.call_audio: CallAudio | None = None
         self._tone: ToneSource | None = None
         self._keypad: ToneSource | None = None
+        self.muted = False
+        self.gain = 1.0
+        self.echo = False
+        """Self test outside a call: the microphone straight to the earpiece."""
+        self.echo_peak = 0
         self.rounds = 0
         self.gaps_bridged_ms = 0.0
         self._reopens_seen = engine.reopens
@@ -59,7 +71,7 @@ class HandsetAudio:
 
     def start_call(self, call: int, remote_codecs: tuple[int, ...]) -> CallAudio | None:
         """Begin a call's audio; None (and no audio) if the peer shares no codec with us."""
-        codec = choose_send_codec(OUR_CODECS, remote_codecs)
+        codec = choose_send_codec(self.codecs, remote_codecs)
         if codec is None:
             return None
         self.call, self.call_audio, self._tone = call, CallAudio(codec), None
@@ -77,6 +89,14 @@ class HandsetAudio:
         """A call-progress tone ("dial", "ringback", "busy", ...) while not in a call; None
         for silence."""
         self._tone = ToneSource.call_progress(name, self._rate) if name else None
+
+    def set_mute(self, on: bool) -> None:
+        """Muted, the far end hears silence (still sent, so its jitter buffer keeps time)."""
+        self.muted = on
+
+    def set_volume(self, level: int, reference: int = 7) -> None:
+        """Earpiece volume of call audio: 3 dB a step around `reference` (unity gain)."""
+        self.gain = 10 ** ((level - reference) * 3 / 20)
 
     def key_pressed(self, key: str) -> None:
         """Keypad feedback: a short DTMF beep, mixed over whatever is playing."""
@@ -98,16 +118,22 @@ class HandsetAudio:
             return
         self.rounds += 1
         now = self._clock()
-        call_audio = self.call_audio
+        call, call_audio = self.call, self.call_audio
         if self.engine.reopens != self._reopens_seen:
             self._reopens_seen = self.engine.reopens
-            if call_audio is not None and self._last_round_at is not None:
-                self._bridge_gap(call_audio, now - self._last_round_at, len(captured), now)
+            if call is not None and call_audio is not None and self._last_round_at is not None:
+                self._bridge_gap(call, call_audio, now - self._last_round_at, len(captured), now)
         self._last_round_at = now
-        if call_audio is not None:
-            for out in call_audio.capture(captured):
-                self._send(self.call, out.codec, out.payload, out.duration_ms)
+        if call is not None and call_audio is not None:
+            sent = bytes(len(captured)) if self.muted else captured
+            for out in call_audio.capture(sent):
+                self._send(call, out.codec, out.payload, out.duration_ms)
             pcm = call_audio.playback(len(captured) // 2, now)
+            if self.gain != 1.0:
+                pcm = scaled(pcm, self.gain)
+        elif self.echo:
+            pcm = captured
+            self.echo_peak = max(self.echo_peak, peak(captured))
         elif self._tone is not None:
             pcm = self._tone.read(len(captured))
         else:
@@ -118,7 +144,9 @@ class HandsetAudio:
                 self._keypad = None
         self.engine.write_playback(pcm)
 
-    def _bridge_gap(self, call_audio: CallAudio, since_s: float, nbytes: int, now: float) -> None:
+    def _bridge_gap(
+        self, call: int, call_audio: CallAudio, since_s: float, nbytes: int, now: float
+    ) -> None:
         """Move both media clocks across a device outage of `since_s` (less what just came)."""
         frame_ms = call_audio.config.frame_ms
         skip_ms = int(1000 * since_s - 500 * nbytes / self._rate) // frame_ms * frame_ms
@@ -127,7 +155,7 @@ class HandsetAudio:
         outgoing = call_audio.capture(bytes(2 * self._rate * frame_ms // 1000))
         for i, out in enumerate(outgoing):
             extra = skip_ms if i == len(outgoing) - 1 else 0
-            self._send(self.call, out.codec, out.payload, out.duration_ms + extra)
+            self._send(call, out.codec, out.payload, out.duration_ms + extra)
         call_audio.playback(skip_ms * self._rate // 1000, now)
         self.gaps_bridged_ms += skip_ms
 
@@ -138,3 +166,15 @@ class HandsetAudio:
             merged.update(self.call_audio.stats.as_dict())
         merged["device_gaps_bridged_ms"] = round(self.gaps_bridged_ms)
         return merged
+
+
+def peak(pcm: bytes) -> int:
+    """The largest sample magnitude of 16-bit `pcm`."""
+    samples = numpy.frombuffer(pcm, dtype="<i2").astype(numpy.int32)
+    return int(numpy.abs(samples).max()) if len(samples) else 0
+
+
+def scaled(pcm: bytes, gain: float) -> bytes:
+    """16-bit samples times `gain`, clipped."""
+    samples = numpy.frombuffer(pcm, dtype="<i2").astype(numpy.float32) * gain
+    return numpy.clip(samples, -32768, 32767).astype("<i2").tobytes()

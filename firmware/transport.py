@@ -120,6 +120,9 @@ class NodeProtocol(asyncio.DatagramProtocol):
             return
         for data, destination in self.node.datagrams_to_send(self.clock()):
             address = self.broadcast_address if destination is BROADCAST else destination
+            if not isinstance(address, tuple):
+                log.error("the node sent a datagram to %r, which is not an address", destination)
+                continue
             try:
                 self._transport.sendto(data, address)
             except OSError as exc:

@@ -104,8 +104,10 @@ class Keypad:
         debounce_s: float = DEBOUNCE_S,
     ) -> None:
         self.matrix = KeyMatrix(layout, debounce_s)
-        if len(rows) != len(self.matrix.layout) or any(
-            len(keys) != len(columns) for keys in self.matrix.layout
+        no_matrix = not rows and not columns  # a hook switch alone: dialling comes by control
+        if not no_matrix and (
+            len(rows) != len(self.matrix.layout)
+            or any(len(keys) != len(columns) for keys in self.matrix.layout)
         ):
             raise ValueError(
                 f"layout {layout} needs {len(self.matrix.layout)} rows and "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from hw.gpio import OutputPin
 from hw.soundcard.tones import CALL_PROGRESS, ToneSource
 
 
@@ -19,17 +20,8 @@ class RingerOutput(Protocol):
     def set_ringing(self, on: bool) -> None: ...
 
 
-class OutputPin(Protocol):
-    """What a GPIO ringer needs from a pin (gpiozero's OutputDevice shape); the keypad and GPIO
-    work supplies real pins from its pin factory."""
-
-    def on(self) -> None: ...
-
-    def off(self) -> None: ...
-
-
 class GpioRinger:
-    """Drives a bell or buzzer through one output pin."""
+    """Drives a bell or buzzer through one output pin (from a hw.gpio pin factory)."""
 
     def __init__(self, pin: OutputPin) -> None:
         self._pin = pin

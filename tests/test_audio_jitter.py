@@ -3,7 +3,7 @@
 import random
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from vomp.media.jitter import Action, EncodedFrame, JitterBuffer, JitterSettings
@@ -205,6 +205,9 @@ def test_delay_is_capped():
     st.lists(st.floats(0, 5), max_size=120),
     st.lists(st.booleans(), max_size=120),
 )
+# After a pause (11 pulls, 10 of them dry), a straggler from before the pause must not rewind
+# the media time to restart from it.
+@example([(1, 0.0, False, False), (0, 2.0, False, False)], [1.0] * 11 + [3.0], [])
 def test_any_arrival_pattern_keeps_the_books_and_the_order(arrivals, pulls, quiet):
     jb = JitterBuffer()
     events = [(at, 0, slot, red, fec) for slot, at, red, fec in arrivals]
@@ -253,3 +256,30 @@ def test_a_sender_that_pauses_is_not_counted_as_losing_everything():
     assert s.late == 1
     out = call.run(50, start=150)
     assert [played(p) for p in out if p.action is Action.PLAY][:3] == [3000, 3020, 3040]
+
+
+def paused_after_frames(*media_times: int) -> JitterBuffer:
+    """A buffer that played these frames, then concealed until it decided the sender paused."""
+    jb = steady()
+    for n, t in enumerate(media_times):
+        jb.put(t, frame(t), n * 0.02)
+    pulls = 0
+    while jb.stats.pauses == 0:
+        jb.pull(0.03 + pulls * 0.02)
+        pulls += 1
+    return jb
+
+
+def test_after_a_pause_a_frame_from_before_it_is_late_not_a_new_start():
+    jb = paused_after_frames(0, F, 2 * F)
+    jb.put(F // 2, frame(F // 2), 1.0)  # older than the last frame heard
+    assert (jb.stats.late, jb.stats.resyncs) == (1, 0)
+    assert jb.pull(1.01).action is Action.SILENCE
+
+
+def test_a_sender_resuming_behind_the_concealed_slots_counts_a_resync():
+    jb = paused_after_frames(0, F, 2 * F)  # then slots from 3 F on were concealed
+    jb.put(3 * F, frame(3 * F), 1.0)  # its clock stood still while it paused
+    out = [jb.pull(1.01 + i * 0.02) for i in range(10)]
+    assert [played(p) for p in out if p.action is Action.PLAY][:1] == [3 * F]
+    assert jb.stats.resyncs == 1

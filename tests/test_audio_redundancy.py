@@ -4,7 +4,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vomp import codecs
 from vomp.media.redundancy import (
     InnerFrame,
     PayloadError,
@@ -115,18 +114,3 @@ def test_packer_refuses_offsets_it_cannot_express():
         RedundancyPacker((2, 1))
     with pytest.raises(ValueError):
         RedundancyPacker((0,))
-
-
-def test_negotiation_prefers_our_redundant_codec_then_opus_then_mulaw():
-    ours = codecs.OUR_CODECS
-    assert codecs.choose_send_codec(ours, ours) == codecs.OPUS_REDUNDANT
-    servald = (1, 2, 3, 4, 5, 6, 7)
-    assert codecs.choose_send_codec(ours, servald) == codecs.OPUS
-    assert codecs.choose_send_codec(ours, (1, 2, 3)) == codecs.MULAW
-    assert codecs.choose_send_codec(ours, (1, 3)) is None
-
-
-def test_our_codec_number_is_outside_servalds_range():
-    assert codecs.OPUS_REDUNDANT not in range(1, 8)
-    assert codecs.OPUS_REDUNDANT not in (0x20, 0x21)
-    assert list(codecs.OUR_CODECS) == sorted(codecs.OUR_CODECS)  # VoMP lists are ascending

@@ -126,7 +126,7 @@ def test_a_call_always_ends_with_both_sides_agreeing(
 
 @FAULT_SETTINGS
 @given(faults=faults, seed=st.integers(0, 2**16), skew=st.floats(0.0, 0.3))
-def test_simultaneous_dial_ends_both_calls_on_both_sides(faults, seed, skew):
+def test_simultaneous_dial_with_nobody_answering_ends_every_call(faults, seed, skew):
     net = Network(faults, seed=seed)
     a, b = net.add("5552001"), net.add("5552002")
     net.run_until(3.0)
@@ -135,6 +135,43 @@ def test_simultaneous_dial_ends_both_calls_on_both_sides(faults, seed, skew):
     net.run_until(3.5)
     net.run_until_quiet_calls(80.0)
     assert_everything_ended(a, b)
+
+
+def answer_replacements(net):
+    """As the phone does: a call that replaces our own crossing call is answered at once."""
+
+    def handle(station, event, now):
+        if isinstance(event, IncomingCall) and event.replaces is not None:
+            node, call = station.node, event.call
+
+            def answer():
+                c = node.calls.get(call)
+                if c is not None and c.remote_state == S.RINGINGOUT and c.local_state < S.INCALL:
+                    node.answer(call, net.now)
+
+            # the caller must have rung out first; its status comes within a round trip
+            for delay in (0.1, 0.5, 1.0, 2.0, 4.0):
+                net.at(now + delay, answer)
+
+    return handle
+
+
+@FAULT_SETTINGS
+@given(faults=faults, seed=st.integers(0, 2**16), skew=st.floats(0.0, 0.3))
+def test_simultaneous_dial_never_connects_two_calls(faults, seed, skew):
+    net = Network(faults, seed=seed)
+    a, b = net.add("5552001"), net.add("5552002")
+    for station in (a, b):
+        station.handlers.append(answer_replacements(net))
+    net.run_until(3.0)
+    net.at(3.0, lambda: a.node.dial(b.node.sid, net.now))
+    net.at(3.0 + skew, lambda: b.node.dial(a.node.sid, net.now))
+    for step in range(40):
+        net.run_until(3.0 + 0.25 * step)
+        live = [[c for c in s.node.calls.calls() if c.local_state == S.INCALL] for s in (a, b)]
+        assert all(len(calls) <= 1 for calls in live)
+        if live[0] and live[1]:
+            assert live[0][0].local_session == live[1][0].remote_session
 
 
 @FAULT_SETTINGS

@@ -72,9 +72,10 @@ def test_every_command_answers_for_a_person(shell, daemon_socket):
     assert "control socket" in run(shell, "log")
     assert len(run(shell, "log 2").strip().splitlines()) == 2
     assert "nobody answered for 5559999" in run(shell, "lookup 5559999")
-    assert "answer: no call is ringing" in run(shell, "answer")
+    assert "answer: no call is ringing: the phone is idle" in run(shell, "answer")
     assert "dialling 5559876" in run(shell, "dial 5559876")
-    # nobody has the number: the call never starts, so there is nothing to hang up
+    # the phone is looking the number up (no call yet): hanging up puts it back on-hook
+    assert "hung up" in run(shell, "hangup")
     assert "hangup: no call to hang up" in run(shell, "hangup")
     assert "test tone: played dial" in run(shell, "test tone")
     for what in ("echo", "keypad"):

@@ -8,12 +8,12 @@ import pytest
 import wire_vectors as wv
 
 from firmware import cli
+from firmware.dissect_cmd import load_identities
 from vomp.dissect import (
     Dissector,
     IdentitiesFileError,
     KnownIdentity,
     dissect_line,
-    load_identities,
 )
 
 

@@ -9,9 +9,9 @@ import itertools
 import json
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
+import wire_vectors as wv
 
 from vomp import crypto, keymap, linkstate, mdp, please_explain
 from vomp.address import AddressBook
@@ -29,15 +29,7 @@ from vomp.messages import CallState, parse_vomp
 from vomp.node import BROADCAST, Node
 from vomp.packet import TYPE_DATA, TYPE_PLEASE_EXPLAIN, Frame, parse_packet
 
-REPO = Path(__file__).resolve().parent.parent
-CANDIDATES = [
-    REPO.parent / "shared" / "serval-wire" / "vectors",
-    Path("/work/shared/serval-wire/vectors"),
-]
-VECTORS = next((p for p in CANDIDATES if (p / "capture_shared.jsonl").exists()), None)
-pytestmark = pytest.mark.skipif(
-    VECTORS is None, reason="serval-wire vectors not found next to repo"
-)
+VECTORS = wv.vectors_dir()
 
 S = CallState
 

@@ -119,6 +119,15 @@ def test_a_4x3_keypad_needs_3_columns():
         Keypad(pins, ROWS, COLUMNS, "4x3")
 
 
+def test_a_hook_switch_alone_needs_no_matrix():
+    clock = Clock()
+    pins = RecordingPins(clock)
+    keypad = Keypad(pins, [], [], "4x3", hook=HOOK)
+    assert keypad.scan() == frozenset()
+    pins.pins[HOOK].drive_low()
+    assert run_scans(clock, keypad, 0.1)[0] == HookChange(True, 0.04)
+
+
 def test_a_pin_is_set_up_once():
     pins = RecordingPins()
     pins.output(5)
@@ -209,5 +218,5 @@ def test_pin_backends_are_chosen_by_name(monkeypatch):
     assert isinstance(pin_factory(), RecordingPins)
     monkeypatch.setenv("HANDSET_PINS", "recording")
     assert isinstance(pin_factory(), RecordingPins)
-    with pytest.raises(ValueError, match="no GPIO backend 'pigpio'; choose one of recording"):
+    with pytest.raises(ValueError, match=r"unknown pins backend 'pigpio'.*one of recording, rpi"):
         pin_factory("pigpio")

@@ -280,7 +280,7 @@ def test_control_commands_dial_answer_and_hang_up_without_a_hook():
     assert (a.state, b.state) == ("idle", "ended")
     net.run_until(net.now + 11)
     assert b.state == "idle"  # nobody lifted b's handset: the end tone puts it back
-    with pytest.raises(PhoneError, match="nothing to answer"):
+    with pytest.raises(PhoneError, match="no call is ringing"):
         b.do(b.phone.answer)
     with pytest.raises(PhoneError, match="cannot dial '12'"):
         b.do(lambda now: b.phone.dial("12", now))
@@ -350,6 +350,33 @@ def test_both_dialling_each_other_at_once_connects_exactly_one_call():
     taken = [e for _t, e in higher.station.events if isinstance(e, IncomingCall)]
     assert [e.replaces is not None for e in taken] == [True]
     assert higher.of(RejectedWhileBusy) == [] and lower.of(RejectedWhileBusy) == []
+
+
+def test_crossing_calls_connect_even_when_the_lower_sids_first_callprep_is_lost():
+    net, stations = phones(2)
+    lower, higher = sorted(stations, key=lambda s: s.node.sid)
+    lower.node.lookup(higher.node.number, net.now)
+    higher.node.lookup(lower.node.number, net.now)
+    net.run_until(net.now + 3.5)
+    start = net.now
+    deliver = higher.node.receive
+
+    def lossy(data, source, now):  # the lower SID's first datagrams to the higher one are lost
+        if source == lower.station.address and now < start + 0.05:
+            return
+        deliver(data, source, now)
+
+    higher.node.receive = lossy
+    lower.lift()
+    higher.lift()
+    lower.press(higher.node.number + "#")
+    net.run_until(start + 0.1)
+    higher.press(lower.node.number + "#")
+    net.run_until(start + 3.0)
+    assert "ended" in higher.states()  # its call was refused first (a moment of busy tone)
+    assert (lower.state, higher.state) == ("in call", "in call")
+    live = [c for s in stations for c in s.node.calls.calls() if c.local_state == S.INCALL]
+    assert len(live) == 2
 
 
 def test_status_snapshot_names_the_state_and_the_number():

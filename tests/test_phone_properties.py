@@ -176,18 +176,42 @@ def test_any_inputs_keep_the_promises_and_hanging_up_returns_to_idle(
 
 
 user_steps = st.one_of(
-    st.tuples(st.sampled_from("ab"), st.just("key"), st.sampled_from("5552001#ABCD")),
-    st.tuples(st.sampled_from("ab"), st.just("hook"), st.booleans()),
-    st.tuples(st.sampled_from("ab"), st.just("dial"), st.sampled_from(["5552001", "5552002"])),
-    st.tuples(st.sampled_from("ab"), st.just("wait"), st.floats(0.0, 5.0)),
+    st.tuples(st.sampled_from("abc"), st.just("key"), st.sampled_from("55520013#ABCD*")),
+    st.tuples(st.sampled_from("abc"), st.just("hook"), st.booleans()),
+    st.tuples(
+        st.sampled_from("abc"),
+        st.just("dial"),
+        st.sampled_from(["5552001", "5552002", "5552003", "1"]),
+    ),
+    st.tuples(
+        st.sampled_from("abc"),
+        st.just("control"),
+        st.sampled_from(["answer", "hang_up", "reject", "redial", "mute"]),
+    ),
+    st.tuples(st.sampled_from("abc"), st.just("wait"), st.floats(0.0, 8.0)),
 )
 
 
 @settings(max_examples=25)
-@given(st.lists(user_steps, max_size=25), st.sampled_from([0.0, 0.2]))
-def test_two_real_phones_under_random_use_return_to_idle_with_no_calls_left(script, loss):
-    net, stations = phones(2, faults=Faults(loss=loss), seed=7)
-    by_name = dict(zip("ab", stations, strict=True))
+@given(
+    st.lists(user_steps, max_size=30),
+    st.sampled_from([0.0, 0.1, 0.4]),
+    st.booleans(),
+    st.booleans(),
+)
+def test_real_phones_under_random_use_stay_in_step_with_their_nodes(
+    script, loss, auto_answer, hook_switch
+):
+    """Three phones on real Nodes, used at random under loss: a node has a call in INCALL
+    exactly when its phone is in a call, on that call; hanging up leaves no call anywhere."""
+    settings_ = PhoneSettings(
+        auto_answer=auto_answer,
+        auto_answer_after_s=0.5,
+        hook_switch=hook_switch,
+        speed_dials={"1": "5552002"},
+    )
+    net, stations = phones(3, settings_, faults=Faults(loss=loss), seed=3)
+    by_name = dict(zip("abc", stations, strict=True))
     for who, kind, value in script:
         side = by_name[who]
         if kind == "key":
@@ -196,13 +220,19 @@ def test_two_real_phones_under_random_use_return_to_idle_with_no_calls_left(scri
             side.do(lambda now, v=value, s=side: s.phone.hook(v, now))
         elif kind == "dial":
             side.do(lambda now, v=value, s=side: control_dial(s.phone, v, now))
+        elif kind == "control":
+            side.do(lambda now, v=value, s=side: control(s.phone, v, now))
         else:
             net.run_until(net.now + value)
+        for each in stations:
+            live = [c.call_id for c in each.node.calls.calls() if c.local_state == CallState.INCALL]
+            in_call = each.phone.state is PhoneState.IN_CALL
+            assert live == ([each.phone.call] if in_call else []), each.states()
     for side in stations:
         side.do(lambda now, s=side: s.phone.hook(False, now))
         side.do(lambda now, s=side: control(s.phone, "hang_up", now))
     net.faults = Faults()
-    net.run_until(net.now + 40)  # any call the far end still had times out or is hung up
+    net.run_until(net.now + 45)  # any call the far end still had times out or is hung up
     for side in stations:
         assert side.phone.state is PhoneState.IDLE, side.states()
         assert side.node.calls.calls() == []
@@ -211,3 +241,30 @@ def test_two_real_phones_under_random_use_return_to_idle_with_no_calls_left(scri
 def control_dial(phone: Phone, number: str, now: float) -> None:
     with contextlib.suppress(PhoneError):
         phone.dial(number, now)
+
+
+@settings(max_examples=20)
+@given(st.floats(0.0, 1.5), st.sampled_from([0.0, 0.1, 0.3]), st.integers(0, 1000), st.booleans())
+def test_crossing_calls_never_connect_twice(offset, loss, seed, lower_dials_first):
+    """Both dial each other, the second up to 1.5 s later (maybe while the first call already
+    reached it): never two calls, and without loss always one."""
+    net, stations = phones(2, faults=Faults(loss=loss), seed=seed)
+    a, b = sorted(stations, key=lambda s: s.node.sid, reverse=not lower_dials_first)
+    a.node.lookup(b.node.number, net.now)  # both sides know each other: the calls cross
+    b.node.lookup(a.node.number, net.now)
+    net.run_until(net.now + 3.5)
+    a.lift()
+    b.lift()
+    a.press(b.node.number + "#")
+    net.run_until(net.now + offset)
+    b.press(a.node.number + "#")
+    for _ in range(10):
+        net.run_until(net.now + 0.5)
+        live = [
+            [c for c in s.node.calls.calls() if c.local_state == CallState.INCALL] for s in (a, b)
+        ]
+        assert all(len(calls) <= 1 for calls in live)
+        if a.state == b.state == "in call":
+            assert live[0][0].local_session == live[1][0].remote_session
+    if loss == 0.0:
+        assert (a.state, b.state) == ("in call", "in call")

@@ -6,6 +6,7 @@ from array import array
 
 import pytest
 
+from hw.gpio.recording import RecordingPins
 from hw.ringer import GpioRinger, RecordingRingerOutput, Ringer, SoundRinger
 from hw.soundcard.tones import CALL_PROGRESS, ToneSource, dtmf_spec, mix
 from lab.virtual_audio import power_at
@@ -75,19 +76,8 @@ def test_mix_adds_and_saturates_instead_of_wrapping():
     assert array("h", mix(a, b)).tolist() == [32767, -32768, 123]
 
 
-class Pin:
-    def __init__(self) -> None:
-        self.states: list[str] = []
-
-    def on(self) -> None:
-        self.states.append("on")
-
-    def off(self) -> None:
-        self.states.append("off")
-
-
 def test_ringer_follows_the_cadence_on_every_output():
-    recorded, pin = RecordingRingerOutput(), Pin()
+    recorded, pin = RecordingRingerOutput(), RecordingPins().output(17)
     ringer = Ringer([recorded, GpioRinger(pin)], on_s=2.0, off_s=4.0)
     ringer.start(now=100.0)
     assert ringer.update(101.0) == 102.0
@@ -95,7 +85,7 @@ def test_ringer_follows_the_cadence_on_every_output():
     assert ringer.update(106.1) == 108.0
     ringer.stop()
     assert recorded.history == [True, False, True, False]
-    assert pin.states == ["on", "off", "on", "off"]
+    assert [level for _t, level in pin.history] == [False, True, False, True, False]
     assert ringer.update(107.0) is None
 
 

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 import wire_vectors as wv
 
+from firmware.dissect_cmd import load_identities
 from vomp import address as addr
 from vomp import crypto, dna, keymap, linkstate, mdp, please_explain
 from vomp.address import Address, AddressBook
-from vomp.dissect import Dissector, load_identities
+from vomp.dissect import Dissector
 from vomp.messages import VompAudio, VompMessage, encode_vomp
 from vomp.packet import TYPE_DATA, TYPE_PLEASE_EXPLAIN, Frame, Packet, encode_packet, parse_packet
 

@@ -30,8 +30,8 @@ VECTOR_FILES = (
 def vectors_dir() -> Path:
     if not (VECTORS / "identities.json").is_file():
         raise FileNotFoundError(
-            f"known-answer vectors not found at {VECTORS}: the repo's parent directory must "
-            f"hold shared/serval-wire/vectors (as /work/shared does here and in CI)"
+            f"known-answer vectors not found at {VECTORS}: the directory that holds the "
+            f"repository must also hold shared/serval-wire/vectors (../shared from the repo root)"
         )
     return VECTORS
 

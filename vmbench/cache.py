@@ -34,10 +34,17 @@ def source_of(*files: str | Path) -> bytes:
     return b"".join(Path(f).read_bytes() for f in files)
 
 
-def stage(name: str, stage_key: str, build: Callable[[Path], None], log=print) -> Path:
+def stage(
+    name: str,
+    stage_key: str,
+    build: Callable[[Path], None],
+    log=print,
+    root: Path | None = None,
+) -> Path:
     """Return the finished directory of stage `name`, calling `build(tmpdir)` if it is missing.
-    Concurrent runs (several worktrees' `make test`) wait for one build instead of racing."""
-    root = cache_root()
+    Concurrent runs (several worktrees' `make test`) wait for one build instead of racing.
+    `root` is the cache directory (default: `cache_root()`)."""
+    root = root or cache_root()
     final = root / f"{name}-{stage_key}"
     if final.is_dir():
         os.utime(final)

@@ -225,6 +225,12 @@ class Node:
         if mac not in self.blocked:
             self.blocked.append(mac)
 
+    def unblock(self, mac: str) -> None:
+        """Let this radio hear `mac` again (drop every filter, put the others back)."""
+        self.blocked = [m for m in self.blocked if m != mac]
+        self.sh("tc", "filter", "del", "dev", self.ifname, "parent", "ffff:", check=False)
+        self.reapply_blocks()
+
     def reapply_blocks(self) -> None:
         for mac in list(self.blocked):
             self.block(mac)

@@ -32,7 +32,7 @@ def run_pytest(
     """`pytest ARGS` in the guest's /src (the repository), one boot with `init` as PID 1."""
     img = image_mod.build(repo, log=log)
     if job_dir is not None:  # a reused job dir must not show a previous run's results
-        for stale in ("results.json", "junit.xml"):
+        for stale in ("results.json", "junit.xml", "figures.txt"):
             (Path(job_dir) / stale).unlink(missing_ok=True)
     command = (
         "VMBENCH_RESULTS=/job/results.json "

@@ -48,7 +48,7 @@ DEBIAN_PACKAGES = (
 # The guest gets the project's dependencies and its `test` extra (pyproject.toml), at the versions
 # pinned in constraints.txt, plus what only the bench tests use, minus what it cannot use.
 GUEST_ONLY_PACKAGES = ("rpi-lgpio", "lgpio")  # RPi.GPIO's API against gpio-sim
-NOT_IN_GUEST = {"ruff"}  # a linter
+NOT_IN_GUEST = {"ruff", "mypy"}  # linters
 GUEST_PYTHON = "/opt/venv/bin/python"
 # Trimmed from the image: the VM never reads them and they cost boot-image size.
 DPKG_EXCLUDES = (

@@ -97,7 +97,11 @@ class AddressBook:
         self.capacity = capacity
         self._sorted: list[bytes] = []
         self._sign_keys: dict[bytes, bytes | None] = {}
+        self._sid_of_key: dict[bytes, bytes] = {}
         self.refused = 0  # SIDs not learnt because the book was full
+        # Curve conversions (0xFB key -> SID) still allowed; None: no limit. The owner resets
+        # it per datagram, so a packet full of unknown 0xFB keys costs a bounded amount.
+        self.conversions_left: int | None = None
 
     def learn(self, sid: bytes, sign_key: bytes | None = None) -> None:
         """Remember a SID; a sign key is only ever added, never replaced by None."""
@@ -112,11 +116,32 @@ class AddressBook:
             self._sign_keys[sid] = None
         if sign_key is not None:
             self._sign_keys[sid] = bytes(sign_key)
+            self._sid_of_key[bytes(sign_key)] = sid
 
     def forget(self, sid: bytes) -> None:
         if sid in self._sign_keys:
-            del self._sign_keys[sid]
+            key = self._sign_keys.pop(sid)
+            if key is not None:
+                self._sid_of_key.pop(key, None)
             del self._sorted[bisect.bisect_left(self._sorted, sid)]
+
+    def may_convert(self) -> bool:
+        return self.conversions_left is None or self.conversions_left > 0
+
+    def sid_of_sign_key(self, sign_key: bytes) -> bytes | None:
+        """The SID of a 0xFB key: from the book if known, else converted while the
+        per-datagram allowance lasts; None if the key is not a valid point or over budget."""
+        known = self._sid_of_key.get(bytes(sign_key))
+        if known is not None:
+            return known
+        if self.conversions_left is not None:
+            if self.conversions_left <= 0:
+                return None
+            self.conversions_left -= 1
+        try:
+            return sid_from_sign_key(sign_key)
+        except CryptoError:  # not a valid curve point: no SID can be derived
+            return None
 
     def __contains__(self, sid: object) -> bool:
         return sid in self._sign_keys
@@ -187,10 +212,7 @@ class DecodeContext:
             return self._resolved(Address(code, sid, sid))
         if code == CODE_SIGNKEY:
             key = reader.take(SIGN_KEY_LEN, what)
-            try:
-                sid = sid_from_sign_key(key)
-            except CryptoError:  # not a valid curve point: no SID can be derived
-                sid = None
+            sid = self.book.sid_of_sign_key(key)
             if sid is not None and self.learn:
                 self.book.learn(sid, key)
             return self._resolved(Address(code, key, sid))

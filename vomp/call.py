@@ -19,7 +19,10 @@ Our own rules on top of §12 (the wire is unchanged, so servald sees nothing new
 - Simultaneous dial (§12.2): the call placed by the lower SID is kept. The higher SID hangs up
   its own outgoing call and takes the incoming one; the lower SID rejects the incoming one. Both
   sides compute the same answer, so exactly one call survives; a servald peer (which keeps both
-  calls) still ends up with at most one.
+  calls) still ends up with at most one. When the peer refused our call before ringing (busy:
+  its user was dialling us, or its first CALLPREP was lost so its rejection of ours came
+  first) and then calls us within `SIMULTANEOUS_WINDOW`, its call is marked as replacing ours,
+  whatever the SIDs: ours is gone, so both sides already agree.
 """
 
 from __future__ import annotations
@@ -50,9 +53,14 @@ CALLENDED = CallState.CALLENDED
 STATUS_INTERVAL = 1.0  # s, §12.4 [REQ]
 DIAL_TIMEOUT = 15.0  # s, §12.5
 RING_TIMEOUT = 30.0
+CALLEE_RING_GRACE = 2.0
+"""The called side rings this much longer than RING_TIMEOUT: both sides' clocks start within a
+round trip of each other, so with equal timeouts either could end an unanswered call first,
+and the caller would be told "rejected" instead of "no answer"."""
 NETWORK_TIMEOUT = 30.0
 MAX_CALLS = 16  # as servald: a peer cannot fill our memory with calls
 MAX_INCOMING_PER_PEER = 2  # concurrent incoming calls from one SID; more are answered busy
+SIMULTANEOUS_WINDOW = 5.0  # s a refused outgoing call may still give way to the peer's call
 SESSIONS_REMEMBERED = 4096  # (SID, session) pairs that may never start a call again
 
 
@@ -149,6 +157,8 @@ class CallTable:
         self.codecs = tuple(sorted(set(codecs)))
         self.can_ring = can_ring
         self.local_sid = local_sid  # for the simultaneous-dial tie-break
+        # peer SID -> (our outgoing call it ended before ringing, when): see SIMULTANEOUS_WINDOW
+        self._refused_by: dict[bytes, tuple[int, float]] = {}
         self._rng = rng
         self._calls: dict[int, Call] = {}
         self._next_call_id = 1
@@ -235,6 +245,11 @@ class CallTable:
         for call in list(self._calls.values()):
             if call.next_tick_at <= now:
                 self._tick(call, now)
+        self._refused_by = {
+            sid: (call_id, at)
+            for sid, (call_id, at) in self._refused_by.items()
+            if now - at < SIMULTANEOUS_WINDOW
+        }
 
     def _tick(self, call: Call, now: float) -> None:
         call.next_tick_at = now + STATUS_INTERVAL
@@ -245,7 +260,7 @@ class CallTable:
         reason = None
         if call.remote_state < RINGINGOUT and since_created >= DIAL_TIMEOUT:
             reason = EndReason.NO_REPLY
-        elif call.local_state < INCALL and since_created >= RING_TIMEOUT:
+        elif call.local_state < INCALL and since_created >= self._ring_timeout(call):
             reason = EndReason.NO_ANSWER
         elif now - call.last_activity >= NETWORK_TIMEOUT:
             reason = EndReason.NETWORK_LOST
@@ -255,6 +270,10 @@ class CallTable:
             self._delete(call, now, timed_out=True)
             return
         self._send_status(call)
+
+    @staticmethod
+    def _ring_timeout(call: Call) -> float:
+        return RING_TIMEOUT if call.is_caller else RING_TIMEOUT + CALLEE_RING_GRACE
 
     # --------------------------------------------------------------- receiving
     def receive(self, remote_sid: bytes, msg: VompMessage, now: float) -> None:
@@ -319,6 +338,7 @@ class CallTable:
             ),
             None,
         )
+        refused_id, refused_at = self._refused_by.pop(remote_sid, (None, -SIMULTANEOUS_WINDOW))
         if not self.can_ring:
             call.local_state = CALLENDED
             call.end_reason = EndReason.CANNOT_RING
@@ -327,6 +347,8 @@ class CallTable:
             call.end_reason = EndReason.SIMULTANEOUS_DIAL
         else:
             replaces = ours.call_id if ours is not None else None
+            if ours is None and now - refused_at < SIMULTANEOUS_WINDOW:
+                replaces = refused_id  # only their call is left: nothing to agree on
             self.events.append(
                 IncomingCall(
                     call.call_id, remote_sid, call.remote_number, call.local_number, replaces
@@ -385,7 +407,10 @@ class CallTable:
             play = True
         if mine == INCALL and call.local_state < INCALL:
             call.audio_time = call.audio_seq = 0
+        refused_here = call.is_caller and call.end_reason is None and reason is EndReason.BUSY
         self._set_states(call, mine, their, reason, detail)  # step 5
+        if refused_here and call.end_reason is EndReason.BUSY:
+            self._refused_by[call.remote_sid] = (call.call_id, now)
         call.last_activity = now
         self._send_if_changed(call)
         if play and msg.audio is not None:

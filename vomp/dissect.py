@@ -13,7 +13,6 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from nacl.exceptions import CryptoError
@@ -98,16 +97,16 @@ def identities_from_json(obj: Any, source: str = "identities") -> list[KnownIden
     return found
 
 
-def load_identities(path: str | Path) -> list[KnownIdentity]:
-    path = Path(path)
+def parse_identities(text: str, source: str) -> list[KnownIdentity]:
+    """The identities in the text of an identities file; `source` names the file in errors."""
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
+        obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise IdentitiesFileError(
-            f"{path}:{exc.lineno}: not JSON ({exc.msg}); fix: use the schema of "
+            f"{source}:{exc.lineno}: not JSON ({exc.msg}); fix: use the schema of "
             f"vectors/identities.json"
         ) from exc
-    return identities_from_json(obj, str(path))
+    return identities_from_json(obj, source)
 
 
 def _upper(data: bytes | None) -> str | None:

@@ -100,13 +100,25 @@ class AddressLedger:
     An address is verified once a fresh authenticated frame arrived from it (a crypto_box that
     opened, whose nonce we had not seen). Until then we send it at most what it sent us, or
     `budget` bytes, whichever is more, and all unverified addresses together share `rate`
-    bytes per second: a forged source address cannot turn us into an amplifier.
+    bytes per second: a forged source address cannot turn us into an amplifier. A verified
+    address gets up to `verified_ratio` times what it sent: anyone can box a frame to us with
+    an identity of its own from a forged address, so even that proof is not a blank cheque.
+    (A real peer sends ticks and link-state all the time; calls the user placed or answered
+    are not charged at all.)
     """
 
     def __init__(
-        self, *, budget: int, rate: float, burst: float, capacity: int, memory: float
+        self,
+        *,
+        budget: int,
+        verified_ratio: float,
+        rate: float,
+        burst: float,
+        capacity: int,
+        memory: float,
     ) -> None:
         self.budget = budget
+        self.verified_ratio = verified_ratio
         self.capacity = capacity
         self.memory = memory
         self._records: OrderedDict[object, AddressRecord] = OrderedDict()
@@ -134,15 +146,14 @@ class AddressLedger:
     def may_send(self, address: object, nbytes: int, now: float) -> bool:
         """Charge `nbytes` towards `address`; False (and nothing charged) if over budget."""
         record = self._records.get(address)
-        if record is not None and record.verified:
-            return True
         if record is None:
             # never heard from (an address a local command chose): the fixed budget applies
             self.heard(address, 0, now)
             record = self._records[address]
-        if record.sent + nbytes > max(record.received, self.budget):
+        ratio = self.verified_ratio if record.verified else 1.0
+        if record.sent + nbytes > max(record.received * ratio, self.budget):
             return False
-        if not self._shared.take(now, nbytes):
+        if not record.verified and not self._shared.take(now, nbytes):
             return False
         record.sent += nbytes
         return True

@@ -52,7 +52,7 @@ from vomp.events import (
 from vomp.identity import Identity
 from vomp.limits import AddressLedger, OncePer, RecentKeys, TokenBucket
 from vomp.mdp import MdpMode
-from vomp.messages import encode_vomp, parse_vomp
+from vomp.messages import CallState, encode_vomp, parse_vomp
 from vomp.neighbours import ACK_SOON_DELAY, TICK_INTERVAL, Neighbour, NeighbourTable
 from vomp.packet import (
     MTU,
@@ -98,12 +98,14 @@ EXPLAIN_KEYS = 1024  # SIDs/addresses remembered for that
 EXPLAIN_ANSWERS_MAX = 32
 UNPROVEN_BUDGET = 256  # bytes an unproven address gets from us, unless it sent us more
 UNPROVEN_BYTE_RATE = 8192.0  # bytes/s all unproven addresses share
+PROVEN_RATIO = 4.0  # a proven address gets at most this many bytes for each it sent us
 UNPROVEN_FRAME_RATE = 64.0  # frames/s to unproven addresses: each uses a frame seq, and a
 UNPROVEN_FRAME_BURST = 32.0  # real peer's 64-frame window must never be overrun (§9.2)
 ADDRESS_LIMIT = 1024  # source addresses in the ledger
 ADDRESS_MEMORY = 60.0  # s an address is remembered after it was last heard
 CRYPTO_PER_DATAGRAM = 4  # key derivations + signature checks for unproven SIDs, per datagram
 CRYPTO_PER_SECOND = 64.0  # ... and per second
+SIGNKEY_CONVERSIONS_PER_DATAGRAM = 8  # unknown 0xFB keys turned into SIDs (addresses, answers)
 KEY_CACHE_LIMIT = 512
 BOOK_LIMIT = 4096  # SIDs in the address book
 NONCES_PER_PEER = 256  # crypto_box nonces remembered per SID (replayed boxes are dropped)
@@ -164,6 +166,7 @@ class Node:
         self._call_address: dict[bytes, tuple[object, bool]] = {}
         self._addresses = AddressLedger(
             budget=UNPROVEN_BUDGET,
+            verified_ratio=PROVEN_RATIO,
             rate=UNPROVEN_BYTE_RATE,
             burst=2 * UNPROVEN_BYTE_RATE,
             capacity=ADDRESS_LIMIT,
@@ -193,6 +196,7 @@ class Node:
         self._ensure_started(now)
         self.counters["datagrams_received"] += 1
         self._crypto_spent = 0
+        self.book.conversions_left = SIGNKEY_CONVERSIONS_PER_DATAGRAM
         try:
             self._addresses.heard(source_address, len(datagram), now)
             self._receive(bytes(datagram), source_address, now)
@@ -233,8 +237,7 @@ class Node:
         return min((t for t in times if t is not None), default=None)
 
     def handle_timer(self, now: float) -> None:
-        self._ensure_started(now)
-        if now >= self._next_tick_at:
+        if now >= self._ensure_started(now):
             self._tick(now)
         for neighbour in self.neighbours:
             if neighbour.ack_due_at is not None and neighbour.ack_due_at <= now:
@@ -373,7 +376,7 @@ class Node:
             self.counters["duplicate_frames"] += 1
             return
         if frame.broadcast_id is not None:
-            key = (frame.source, frame.broadcast_id)
+            key = (frame.source_sid, frame.broadcast_id)
             if key in self._seen_broadcast_ids:
                 self.counters["duplicate_broadcasts"] += 1
                 return
@@ -393,14 +396,14 @@ class Node:
             self.counters["frames_skipped_type"] += 1
 
     def _receive_please_explain(self, frame: Frame, source: object, now: float) -> None:
-        entries = please_explain.parse_please_explain(frame.payload)
+        entries = please_explain.parse_please_explain(frame.payload, self.book)
         for entry in entries:
             if isinstance(entry, please_explain.ExplainAnswer):
                 self.book.learn(entry.sid, entry.sign_key)
         requests = [e for e in entries if isinstance(e, please_explain.ExplainRequest)]
         if not requests:
             return
-        if not self._explained_to.allow(frame.source, now):
+        if not self._explained_to.allow(frame.source_sid, now):
             self._drop("please_explain_too_often")  # servald answers one SID every 500 ms
             return
         # One bisection per prefix, at most EXPLAIN_ANSWERS_MAX answers: linear in the
@@ -424,8 +427,8 @@ class Node:
                 [please_explain.ExplainAnswer(sid) for sid in answers]
             )
             self._send_frame(
-                frame.source,
-                Frame.to_peer(self.sid, frame.source, payload, type=TYPE_PLEASE_EXPLAIN),
+                frame.source_sid,
+                Frame.to_peer(self.sid, frame.source_sid, payload, type=TYPE_PLEASE_EXPLAIN),
                 fallback=source,
             )
             self.counters["please_explain_answered"] += 1
@@ -435,23 +438,23 @@ class Node:
         if mode is MdpMode.BOX and frame.destination != self.sid:
             self._drop("boxed_broadcast")
             return
-        sign_public = self.book.sign_key(frame.source)
+        sign_public = self.book.sign_key(frame.source_sid)
         if mode is MdpMode.SIGNED and sign_public is not None:
-            self._spend_crypto(frame.source, now)
+            self._spend_crypto(frame.source_sid, now)
             self.counters["crypto_signature_checks"] += 1
         try:
             content = mdp.open_payload(
                 frame.payload,
                 mode,
-                shared_key=self._shared_key(frame.source, now) if mode is MdpMode.BOX else None,
+                shared_key=self._shared_key(frame.source_sid, now) if mode is MdpMode.BOX else None,
                 sign_public=sign_public,
             )
         except mdp.MissingKey:
             # servald drops such a frame and relies on the sender repeating it (§10). We fetch
             # the key too, but keep the frame a moment and verify it once the key arrives:
             # that saves a DNA lookup at start-up the 250 ms until its first resend.
-            self._request_sign_key(frame.source, now, force=True)
-            held = self._awaiting_key.setdefault(frame.source, [])
+            self._request_sign_key(frame.source_sid, now, force=True)
+            held = self._awaiting_key.setdefault(frame.source_sid, [])
             if len(held) < HELD_PER_PEER and len(self._awaiting_key) <= HELD_PEERS:
                 held.append((frame, source, now))
                 self.counters["frames_held_for_key"] += 1
@@ -459,10 +462,10 @@ class Node:
                 self._drop("missing_sign_key")
             return
         if mode is MdpMode.BOX:
-            if not self._fresh_nonce(frame.source, frame.payload[: crypto.NONCE_LEN]):
+            if not self._fresh_nonce(frame.source_sid, frame.payload[: crypto.NONCE_LEN]):
                 self._drop("replayed_box")
                 return
-            self._proven(frame.source, source, now)
+            self._proven(frame.source_sid, source, now)
         message = mdp.parse_content(content)
         if message.dst_port == mdp.PORT_LINKSTATE:
             self._receive_linkstate(frame, message.body)
@@ -482,19 +485,19 @@ class Node:
             ignored_before = self.calls.ignored
             refused_before = self.calls.refused
             progress_before = self.calls.progress
-            self.calls.receive(frame.source, parse_vomp(message.body), now)
+            self.calls.receive(frame.source_sid, parse_vomp(message.body), now)
             if self.calls.ignored != ignored_before:  # no call matched, or an "ignore" cell
                 self.counters["vomp_messages_ignored"] += 1
             if self.calls.refused != refused_before:
                 self._drop("call_refused_busy")
             if self.calls.progress != progress_before:
                 # Only news (a new state, unheard audio) can move a call: a replay cannot.
-                self._call_address[frame.source] = (source, True)
+                self._call_address[frame.source_sid] = (source, True)
         else:
             self.counters["frames_unbound_port"] += 1
 
     def _receive_linkstate(self, frame: Frame, body: bytes) -> None:
-        records, _unknown = linkstate.parse_linkstate(body, frame.source, self.book)
+        records, _unknown = linkstate.parse_linkstate(body, frame.source_sid, self.book)
         for record in records:
             if record.is_neighbour_record and record.transmitter_sid == self.sid:
                 self.counters["linkstate_heard_us"] += 1
@@ -508,15 +511,15 @@ class Node:
                 self._drop("keymap_request_not_boxed")
                 return
             reply = keymap.encode_reply(self.identity)
-            self._send_mdp(frame.source, mdp.PORT_KEYMAP, mdp.PORT_KEYMAP, reply, source, now)
+            self._send_mdp(frame.source_sid, mdp.PORT_KEYMAP, mdp.PORT_KEYMAP, reply, source, now)
             self.counters["keymap_answered"] += 1
         elif request.is_reply:
-            self._spend_crypto(frame.source, now)
+            self._spend_crypto(frame.source_sid, now)
             self.counters["crypto_signature_checks"] += 1
-            if not request.verify(frame.source):
+            if not request.verify(frame.source_sid):
                 self._drop("keymap_reply_forged")
                 return
-            self.book.learn(frame.source, request.sign_key)
+            self.book.learn(frame.source_sid, request.sign_key)
             self.counters["sign_keys_learnt"] += 1
         else:
             self.counters["keymap_ignored"] += 1
@@ -528,12 +531,12 @@ class Node:
         if not request.matches(self.number):
             return
         reply = encode_dna_reply(self.sid, self.number, self.name)
-        self._send_mdp(frame.source, message.src_port, mdp.PORT_DNA, reply, source, now)
+        self._send_mdp(frame.source_sid, message.src_port, mdp.PORT_DNA, reply, source, now)
         self.counters["dna_answered"] += 1
 
     def _receive_dna_reply(self, frame: Frame, message: mdp.MdpMessage, now: float) -> None:
         reply = parse_dna_reply(message.body)
-        if reply.sid != frame.source:
+        if reply.sid != frame.source_sid:
             self._drop("dna_reply_forged")
             return
         lookup = self.lookups.running(message.dst_port)
@@ -569,7 +572,7 @@ class Node:
     # ============================================================================== sending
     def _tick(self, now: float) -> None:
         """Every 500 ms: broadcast a tick, and tell every neighbour we hear it (§9.1, §9.3)."""
-        self._next_tick_at = max(self._next_tick_at + TICK_INTERVAL, now)
+        self._next_tick_at = max(self._ensure_started(now) + TICK_INTERVAL, now)
         if self._next_tick_at <= now:
             self._next_tick_at = now + TICK_INTERVAL
         for sid, held in list(self._awaiting_key.items()):
@@ -669,7 +672,12 @@ class Node:
         """Turn the call table's messages and events into frames and Node events."""
         if self.calls.outgoing:
             live = {c.remote_sid for c in self.calls.calls()}
-            dialled = {c.remote_sid for c in self.calls.calls() if c.is_caller}
+            # calls the user placed or answered: theirs to spend, not a stranger's
+            chosen = {
+                c.remote_sid
+                for c in self.calls.calls()
+                if c.is_caller or c.local_state == CallState.INCALL
+            }
             for remote_sid, message in self.calls.outgoing:
                 if remote_sid in live and remote_sid not in self._call_address:
                     neighbour = self.neighbours.get(remote_sid)
@@ -683,7 +691,7 @@ class Node:
                         encode_vomp(message),
                         None,
                         None,
-                        exempt=remote_sid in dialled,  # the user placed this call
+                        exempt=remote_sid in chosen,
                     )
                 except crypto.CryptoFailure as exc:
                     self._drop(_reason(exc))
@@ -782,7 +790,7 @@ class Node:
         to such addresses are rate-limited: each one uses up one of our frame seqs.
         """
         unicast = destination is not BROADCAST
-        guarded = unicast and not self._addresses.is_verified(destination)
+
         room = MTU - HEADER_LEN
         bodies: list[bytearray] = [bytearray()]
         tick = False
@@ -802,13 +810,14 @@ class Node:
                 self._drop("frame_too_large")
                 continue
             new_body = len(bodies[-1]) + len(encoded) > room
-            if guarded and not exempt:
+            if unicast and not exempt:
                 cost = len(encoded) + (HEADER_LEN if new_body or not bodies[-1] else 0)
-                if not self._unproven_frames.take(now):
+                proven = self._addresses.is_verified(destination)
+                if not proven and not self._unproven_frames.take(now):
                     self.counters["withheld_unproven_frame_rate"] += 1
                     continue
                 if not self._addresses.may_send(destination, cost, now):
-                    self.counters["withheld_unproven_budget"] += 1
+                    self.counters["withheld_send_budget"] += 1
                     continue
             if needs_seq:
                 frame.frame_seq = self.neighbours.next_frame_seq()
@@ -831,10 +840,12 @@ class Node:
         return encode_header(packet)
 
     # ============================================================================= helpers
-    def _ensure_started(self, now: float) -> None:
+    def _ensure_started(self, now: float) -> float:
+        """When the next tick is due; the first goes out at once (§14 step 1)."""
         if self._next_tick_at is None:
-            self._next_tick_at = now  # the first tick goes out at once (§14 step 1)
+            self._next_tick_at = now
             self._next_sweep_at = now + SWEEP_INTERVAL
+        return self._next_tick_at
 
     def _shared_key(self, sid: bytes, now: float | None) -> bytes:
         """The crypto_box key with `sid`. Deriving a new one (X25519) is charged to the

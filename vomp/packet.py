@@ -157,6 +157,13 @@ class Frame:
         return self.flags & (CIPHERED | SIGNED)
 
     @property
+    def source_sid(self) -> bytes:
+        """The source SID of a frame that is `resolved`; ValueError for one that is not."""
+        if self.source is None:
+            raise ValueError("the frame's source is not resolved")
+        return self.source
+
+    @property
     def resolved(self) -> bool:
         """Every address in the frame is known, so it may be processed (SPEC §6 rule 1)."""
         if self.source is None:
@@ -285,9 +292,12 @@ def _parse_frame(reader: Reader, ctx: DecodeContext, version: int, encapsulation
 
 
 def encode_header(packet: Packet) -> bytes:
-    if packet.sender is None and packet.sender_address is None:
+    if packet.sender_address is not None:
+        sender = packet.sender_address
+    elif packet.sender is not None:
+        sender = addr.full(packet.sender)
+    else:
         raise ValueError("a packet needs a sender")
-    sender = packet.sender_address or addr.full(packet.sender)
     flags = packet.flags & ~(PACKET_HAS_INTERFACE | PACKET_HAS_SEQ)
     if packet.interface is not None:
         flags |= PACKET_HAS_INTERFACE

@@ -20,7 +20,8 @@ Each state has at most one timeout (`_timeout_for`), re-armed on entry (and on e
 Joint rules that are not rows of the table:
 1. An incoming call while the phone is not IDLE is rejected at once (reason BUSY_HERE) and
    reported with `RejectedWhileBusy` -- unless it replaces our own outgoing call to the same
-   peer (simultaneous dial, see vomp.call), which the phone takes instead and answers.
+   peer (simultaneous dial, see vomp.call; that call is live, or was just refused for this
+   one), which the phone takes instead and answers.
 2. VoMP events about calls other than the phone's current one are ignored, except that an
    outgoing call the phone no longer wants (the user hung up during the lookup) is hung up.
 3. Volume up/down works in every state; the hook flag follows the hook switch in every state.
@@ -353,6 +354,7 @@ TRANSITIONS: dict[tuple[PhoneState, Input], tuple[PhoneState, tuple[Do, ...]]] =
     (S.RINGING_IN, In.CALL_GONE): (S.IDLE, ()),  # the caller gave up
     #
     (S.ENDED, In.TIMEOUT): (S.WAIT_ON_HOOK, ()),
+    (S.ENDED, In.REPLACED): (S.INCOMING, (Do.TAKE_INCOMING,)),  # our call was refused for it
     (S.ENDED, In.DIAL): (S.CALLING, (Do.PLACE_CALL,)),
     (S.ENDED, In.ON_HOOK): (S.IDLE, ()),
     #
@@ -459,6 +461,7 @@ class Phone:
         # what the input being handled carries (a key, a number, a call, a reason)
         self._key = ""
         self._incoming: IncomingCall | None = None
+        self._ended_call: int | None = None  # in ENDED: the call whose end we play
 
     # ------------------------------------------------------------------ outputs
     def next_action(self) -> Action | None:
@@ -543,11 +546,13 @@ class Phone:
 
     def answer(self, now: float) -> None:
         if self.state not in (PhoneState.RINGING_IN, PhoneState.INCOMING):
-            raise PhoneError(f"nothing to answer: the phone is {self.state.value}")
+            raise PhoneError(f"no call is ringing: the phone is {self.state.value}")
         self._off_hook(now)
 
     def hang_up(self, now: float) -> None:
         """End whatever the phone does: a call, a ringing call (rejected), dialling, a tone."""
+        if self.state is PhoneState.IDLE:
+            raise PhoneError("no call to hang up: the phone is idle")
         if self.state in (PhoneState.RINGING_IN, PhoneState.INCOMING):
             self._fire(Input.REJECT, now, strict="hang up")
         else:
@@ -604,7 +609,10 @@ class Phone:
         return waiting and not event.answered and event.number == self.number
 
     def _incoming_call(self, event: IncomingCall, now: float) -> None:
-        replaces_ours = event.replaces is not None and event.replaces == self.call
+        replaces_ours = event.replaces is not None and event.replaces in (
+            self.call,
+            self._ended_call,
+        )
         if replaces_ours:
             self._incoming = event
             self._fire(Input.REPLACED, now)
@@ -750,6 +758,7 @@ class Phone:
             self.digits = ""
         if new is PhoneState.IDLE:
             self.off_hook = False
+        self._ended_call = self.call if new is PhoneState.ENDED else None
         if new in (PhoneState.IDLE, PhoneState.ENDED, PhoneState.WAIT_ON_HOOK):
             self.call = None
             self._incoming = None

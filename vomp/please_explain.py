@@ -34,7 +34,12 @@ class ExplainWhoAreYou:
 ExplainEntry = ExplainRequest | ExplainAnswer | ExplainWhoAreYou
 
 
-def parse_please_explain(payload: bytes) -> list[ExplainEntry]:
+def parse_please_explain(
+    payload: bytes, book: addr.AddressBook | None = None
+) -> list[ExplainEntry]:
+    """The entries of a payload. With `book`, 0xFB keys are converted through it (known keys
+    cost nothing, others count against its per-datagram allowance; those over it are left out).
+    """
     reader = Reader(payload)
     entries: list[ExplainEntry] = []
     while reader.remaining:
@@ -45,10 +50,18 @@ def parse_please_explain(payload: bytes) -> list[ExplainEntry]:
             entries.append(ExplainAnswer(reader.take(SID_LEN, "explained SID")))
         elif code == addr.CODE_SIGNKEY:
             key = reader.take(SIGN_KEY_LEN, "explained sign key")
+            if (
+                book is not None
+                and book.conversions_left is not None
+                and book.conversions_left <= 0
+            ):
+                continue  # over this datagram's allowance of curve conversions
             try:
-                sid = sid_from_sign_key(key)
+                sid = book.sid_of_sign_key(key) if book is not None else sid_from_sign_key(key)
             except CryptoError as exc:
                 raise ParseError("explained sign key is not a valid Ed25519 key") from exc
+            if sid is None:
+                raise ParseError("explained sign key is not a valid Ed25519 key")
             entries.append(ExplainAnswer(sid, key))
         elif code == addr.CODE_P2P_YOU:
             entries.append(ExplainWhoAreYou())

@@ -14,17 +14,9 @@ business (hw/keypad.py), not the pin's.
 
 from __future__ import annotations
 
-import importlib
-import os
 from typing import Literal, Protocol
 
 Pull = Literal["up", "down", "off"]
-
-BACKENDS: dict[str, str] = {
-    "rpi-gpio": "hw.gpio.rpi:RpiGpioPins",
-    "recording": "hw.gpio.recording:RecordingPins",
-}
-ENV_BACKEND = "HANDSET_PINS"
 
 
 class InputPin(Protocol):
@@ -54,10 +46,9 @@ class PinFactory(Protocol):
 
 
 def pin_factory(name: str | None = None) -> PinFactory:
-    """The backend called `name` (default: $HANDSET_PINS, else `recording`), freshly opened."""
-    name = name or os.environ.get(ENV_BACKEND) or "recording"
-    if name not in BACKENDS:
-        raise ValueError(f"no GPIO backend {name!r}; choose one of {', '.join(sorted(BACKENDS))}")
-    module_name, class_name = BACKENDS[name].split(":")
-    factory: PinFactory = getattr(importlib.import_module(module_name), class_name)()
+    """The backend called `name` (default: $HANDSET_PINS, else `recording`), freshly opened;
+    hw.backends.PINS lists them."""
+    from hw.backends import PINS
+
+    factory: PinFactory = PINS.load(name)()
     return factory

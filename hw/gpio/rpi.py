@@ -7,7 +7,7 @@ Imported only when the `rpi-gpio` backend is chosen (hw.gpio.pin_factory).
 
 from __future__ import annotations
 
-import RPi.GPIO as GPIO  # type: ignore[import-not-found, import-untyped, unused-ignore]
+import RPi.GPIO as GPIO
 
 from hw.gpio import Pull
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 from typing import Protocol
 
+from hw.backends import MESH
 from hw.mesh.batadv import Neighbour, Originator
 from hw.mesh.config import MeshConfig
 from hw.mesh.reconcile import Action, Observed
@@ -67,11 +68,6 @@ class MeshBackend(Protocol):
 
 
 def make_backend(config: MeshConfig) -> MeshBackend:
-    """The backend the config names; imports stay lazy so the fake needs no kernel support."""
-    if config.backend == "fake":
-        from hw.mesh.fake import FakeMeshBackend
-
-        return FakeMeshBackend()
-    from hw.mesh.kernel import Pyroute2Backend
-
-    return Pyroute2Backend(netns=config.netns)
+    """The backend the config (else $HANDSET_MESH_BACKEND) names; imported only when chosen."""
+    backend_class = MESH.load(config.backend)
+    return backend_class(netns=config.netns)

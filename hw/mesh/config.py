@@ -26,7 +26,7 @@ class MeshConfig:
     # ibss: bring up ad-hoc Wi-Fi + batman-adv; unmanaged: use `interface` as it is (laptop, LAN).
     mode: Mode = "ibss"
     # pyroute2 talks to the kernel; fake is an in-memory kernel for unit tests.
-    backend: Backend = "pyroute2"
+    backend: Backend | None = None  # None: $HANDSET_MESH_BACKEND, else pyroute2 (hw.backends)
     radio: str | None = None  # Wi-Fi interface; None: the first one nl80211 lists
     mesh_interface: str = "bat0"
     ssid: str = "mesh-handset"
@@ -57,7 +57,7 @@ class MeshConfig:
 
     def __post_init__(self) -> None:
         _check(self.mode in MODES, "mode", self.mode, f"use one of {', '.join(MODES)}")
-        _check(self.backend in BACKENDS, "backend", self.backend, f"use one of {BACKENDS}")
+        _check(self.backend in (None, *BACKENDS), "backend", self.backend, f"use one of {BACKENDS}")
         _check(
             isinstance(self.prefix, IPv4Network) and self.prefix.prefixlen <= 30,
             "prefix",

@@ -61,7 +61,8 @@ def _error(code: int, what: str) -> OSError:
 
 
 class FakeMeshBackend:
-    def __init__(self) -> None:
+    def __init__(self, netns: str | None = None) -> None:
+        self.netns = netns  # the namespace it stands in for; only recorded
         self.links: dict[int, FakeLink] = {}
         self.applied: list[Action | AddAddress | RemoveAddress] = []
         self.announced: list[IPv4Address] = []

@@ -145,7 +145,7 @@ class MeshManager:
             await asyncio.sleep(self.config.watch_interval_s)
             try:
                 await self.watch()
-            except KERNEL_ERRORS as error:
+            except (*KERNEL_ERRORS, RuntimeError) as error:  # BatadvError: module unloaded
                 log.warning("mesh: watching for merges failed: %s", error)
 
     async def watch(self) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hw.soundcard.counters import DeviceCounters
-from hw.soundcard.devices import XRUN, CaptureStream, PcmSettings, PlaybackStream
+from hw.soundcard.devices import XRUN, CaptureStream, PcmSettings, PlaybackStream, Xrun
 
 SETTLE_WINDOW_PERIODS = 50
 """Periods (0.5 s at 10 ms) the playback queue must stay non-empty before one is dropped."""
@@ -69,7 +69,7 @@ class DeviceLoop:
             counters.period_late += interval > self._late_ns
         self._last_read_ns = now
         counters.heartbeat_ns = now
-        if captured is XRUN:
+        if isinstance(captured, Xrun):
             # No period was consumed, so writing one now would grow the playback delay.
             counters.capture_xruns += 1
             return

@@ -2,25 +2,20 @@
 
 Why a seam: the call path must not care whether periods come from a USB card through
 pyalsaaudio or from a scripted fake in a unit test. A backend is chosen by name from
-configuration (like gpiozero's pin factories), never by try/except around an import, so a
-missing pyalsaaudio is a loud error on a real handset and not a silent switch to a fake.
+configuration (hw.backends, like gpiozero's pin factories), never by try/except around an
+import, so a missing pyalsaaudio is a loud error on a real handset and not a silent switch to a
+fake.
 
 Every stream moves whole periods of interleaved signed 16-bit little-endian samples.
 """
 
 from __future__ import annotations
 
-import importlib
-import os
 from dataclasses import dataclass
 from typing import Protocol
 
-BACKEND_ENV = "HANDSET_AUDIO_BACKEND"
-BACKENDS: dict[str, str] = {
-    "alsa": "hw.soundcard.alsa_pcm:AlsaBackend",
-    "fake": "hw.soundcard.fake_pcm:FakeBackend",
-    "file": "hw.soundcard.file_pcm:FileBackend",
-}
+from hw.backends import AUDIO
+
 SAMPLE_BYTES = 2  # S16_LE
 
 
@@ -114,13 +109,7 @@ class AudioBackend(Protocol):
 
 
 def load_backend(name: str | None = None, **options: object) -> AudioBackend:
-    """Build the backend named by `name`, else $HANDSET_AUDIO_BACKEND, else "alsa"."""
-    chosen = name or os.environ.get(BACKEND_ENV) or "alsa"
-    if chosen not in BACKENDS:
-        raise ValueError(
-            f"unknown audio backend {chosen!r} (from {'argument' if name else BACKEND_ENV}); "
-            f"choose one of {', '.join(sorted(BACKENDS))}"
-        )
-    module_name, class_name = BACKENDS[chosen].split(":")
-    backend_class = getattr(importlib.import_module(module_name), class_name)
+    """Build the backend named by `name`, else $HANDSET_AUDIO_BACKEND, else "alsa"
+    (hw.backends.AUDIO lists them)."""
+    backend_class = AUDIO.load(name)
     return backend_class(**options)

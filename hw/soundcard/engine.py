@@ -29,6 +29,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from hw.soundcard.counters import SHM_SIZE, DeviceCounters, SharedCounters
 from hw.soundcard.engine_process import EXIT_MISMATCH, EngineSettings
@@ -42,6 +43,12 @@ F_SETPIPE_SZ = 1031
 SUPERVISOR_TICK_S = 0.1
 """How often the supervisor looks at the engine: often enough to catch a stall well within
 stall_timeout_s, rarely enough to cost nothing next to the call path."""
+
+
+def _stderr_of(proc: subprocess.Popen[bytes]) -> IO[bytes]:
+    """The engine process's stderr pipe (every engine process is started with one)."""
+    assert proc.stderr is not None
+    return proc.stderr
 
 
 @dataclass
@@ -169,6 +176,12 @@ class AudioEngine:
             device = live.continued_from(self._finished)
             return dataclasses.replace(self._stats, **dataclasses.asdict(device))
 
+    @property
+    def pid(self) -> int | None:
+        """The running engine process (None between a lost device and its reopen)."""
+        proc = self._proc
+        return proc.pid if proc is not None else None
+
     def process_cpu_seconds(self) -> float:
         """CPU time (user + system) of the running engine process, from /proc."""
         proc = self._proc
@@ -198,7 +211,7 @@ class AudioEngine:
             stdin=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        os.set_blocking(self._proc.stderr.fileno(), False)
+        os.set_blocking(_stderr_of(self._proc).fileno(), False)
 
     def _kill(self) -> None:
         proc = self._proc
@@ -208,7 +221,7 @@ class AudioEngine:
             proc.kill()
             proc.wait()
         self._drain_stderr()
-        proc.stderr.close()
+        _stderr_of(proc).close()
         with self._lock:
             self._finished = self._shared.read().continued_from(self._finished)
             self._shared.clear()
@@ -217,7 +230,7 @@ class AudioEngine:
     def _drain_stderr(self) -> None:
         assert self._proc is not None
         try:
-            data = self._proc.stderr.read()
+            data = _stderr_of(self._proc).read()
         except (BlockingIOError, ValueError):
             return
         if data:

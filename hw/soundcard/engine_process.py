@@ -33,7 +33,8 @@ EXIT_MISMATCH = 4
 @dataclass(frozen=True)
 class EngineSettings:
     pcm: PcmSettings = dataclasses.field(default_factory=PcmSettings)
-    backend: str = "alsa"
+    backend: str | None = None
+    """A name of hw.backends.AUDIO; None: $HANDSET_AUDIO_BACKEND, else alsa."""
     realtime_priority: int = 70
     """SCHED_FIFO priority of the engine process; 0: normal scheduling."""
     stall_timeout_s: float = 0.5

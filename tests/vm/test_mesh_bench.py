@@ -11,34 +11,34 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
 
-from firmware.transport import SERVAL_PORT, NodeProtocol, open_socket
 from hw.mesh import MeshConfig, MeshManager
-from hw.mesh.addressing import candidate_addresses, mesh_mac
+from hw.mesh.addressing import mesh_mac
 from hw.mesh.kernel import Pyroute2Backend
+from lab.mesh_calls import (
+    POLL_INTERVAL_S,
+    REPAIR_TIMEOUT,
+    ROUTE_TIMEOUT,
+    Handset,
+    best_next_hop,
+    eventually_pings,
+    first_address,
+    identity,
+    in_call,
+    look_up,
+    note,
+    talk,
+    until,
+)
 from vmbench.guest import Bench, Node, in_guest
-from vomp.codecs import Codec
-from vomp.events import AudioFrameReceived, CallEnded, CallStateChanged, DnaAnswer, Event
-from vomp.identity import Identity
-from vomp.messages import CallState
-from vomp.node import Node as VompNode
+from vomp.events import CallEnded
 
 ORIG_INTERVAL_MS = 250  # not the default, so the bench proves the genl write took effect
-ROUTE_TIMEOUT = 120.0
-REPAIR_TIMEOUT = 90.0
-
-
-def identity(node: Node) -> bytes:
-    return f"bench {node.name}".encode()
-
-
-# Repairs must be driven by netlink events: the backstop poll is far longer than any wait here.
-POLL_INTERVAL_S = 600.0
 
 
 def config(node: Node) -> MeshConfig:
@@ -51,50 +51,9 @@ def managers(nodes: list[Node]) -> list[MeshManager]:
     return [MeshManager(config(n), identity=identity(n)) for n in nodes]
 
 
-def first_address(node: Node) -> IPv4Address:
-    return next(candidate_addresses(identity(node), MeshConfig().prefix))
-
-
-def note(name: str, value: float, unit: str) -> None:
-    """A measured figure for the report (speed is reported, never asserted)."""
-    print(f"{name} {value:.1f} {unit}", flush=True)
-
-
-async def until(check: Callable[[], object], timeout: float, what: str):
-    """Poll `check` (plain or async) until it returns something true; fail naming `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {what} within {timeout:.0f} s")
-        await asyncio.sleep(0.5)
-
-
-async def best_next_hop(manager: MeshManager, originator: str) -> str | None:
-    for entry in await manager.originators():
-        if entry.address == originator and entry.best:
-            return entry.next_hop
-    return None
-
-
 def link_mac(node: Node, ifname: str) -> str:
     (link,) = json.loads(node.sh("ip", "-j", "link", "show", "dev", ifname))
     return link["address"]
-
-
-def pings(node: Node, address: IPv4Address) -> bool:
-    return " 1 received" in node.sh("ping", "-c", "1", "-W", "3", str(address), check=False)
-
-
-async def eventually_pings(node: Node, address: IPv4Address, timeout: float = ROUTE_TIMEOUT):
-    async def check():
-        return await asyncio.to_thread(pings, node, address)
-
-    await until(check, timeout, f"ping {node.name} -> {address}")
 
 
 @pytest.fixture(scope="module")
@@ -255,9 +214,8 @@ async def repaired(
     say node0 is whole again (`is_whole`) and, with `route_back`, node0 -> node2 pings.
 
     When the radio of an end node goes down, batman-adv there drops its routes and translation
-    table; routes return within seconds of the re-join, but unicast to the far end waits until
-    the far end's client MAC is re-learned (ARP through the distributed ARP table, or a TT
-    request): ~20 s measured here, whoever manages the mesh. Hence the generous waits."""
+    table; unicast to the far end waits for a TT request (its fixed 3 s timeout) after the
+    re-join. The waits are generous for a loaded machine; test_mesh_heal.py measures."""
     node0, _, node2 = line
     all_managers = managers(line)
     tasks = [asyncio.create_task(m.run()) for m in all_managers]
@@ -374,93 +332,6 @@ def test_a_deleted_bat0_is_recreated_with_the_same_mac_and_address(line):
 # --- a VoMP call between the ends, over the mesh the manager keeps up ---------------------------
 
 
-class Handset:
-    """One end of the call: the project's Node on its asyncio UDP transport, bound to bat0 in
-    the node's namespace, with an event log and a "user" who answers when it rings."""
-
-    def __init__(self, protocol: NodeProtocol, answers: bool) -> None:
-        self.protocol = protocol
-        self.answers = answers
-        self.events: list[Event] = []
-        self._pump = asyncio.create_task(self._collect())
-
-    @classmethod
-    async def start(cls, node: Node, manager: MeshManager, number: str, answers: bool = False):
-        endpoint = await manager.endpoint()
-        handset = VompNode(Identity.generate(), number, f"bench {node.name}")
-        with node.inside():  # the socket belongs to the namespace it is created in
-            sock = open_socket(SERVAL_PORT, endpoint.ifname)
-        loop = asyncio.get_running_loop()
-        broadcast = (str(endpoint.broadcast), SERVAL_PORT)
-        _, protocol = await loop.create_datagram_endpoint(
-            lambda: NodeProtocol(handset, broadcast), sock=sock
-        )
-        return cls(protocol, answers)
-
-    @property
-    def node(self) -> VompNode:
-        return self.protocol.node
-
-    async def _collect(self) -> None:
-        while True:
-            event = await self.protocol.next_event()
-            self.events.append(event)
-            if (
-                self.answers
-                and isinstance(event, CallStateChanged)
-                and event.remote_state == CallState.RINGINGOUT
-                and event.local_state < CallState.RINGINGIN
-            ):
-                self.protocol.command(
-                    lambda n, now, c=event.call: (n.ring(c, now), n.answer(c, now))
-                )
-
-    async def wait_for(self, predicate: Callable[[Event], bool], what: str, timeout: float = 90):
-        def found():
-            return next((e for e in self.events if predicate(e)), None)
-
-        return await until(found, timeout, what)
-
-    def heard(self, call: int) -> list[int]:
-        """Sequence numbers (from the payloads) of the audio frames that arrived on `call`."""
-        return [
-            int.from_bytes(e.payload[1:5], "big")
-            for e in self.events
-            if isinstance(e, AudioFrameReceived) and e.call == call
-        ]
-
-    def close(self) -> None:
-        self._pump.cancel()
-        self.protocol.close()
-
-
-async def talk(handset: Handset, call: int, tag: bytes, sent: list[int]) -> None:
-    """Send a µ-law frame every 100 ms (slower than real time: Python under TCG is slow)."""
-    seq = 0
-    while True:
-        payload = tag + seq.to_bytes(4, "big") + bytes(155)
-        if handset.protocol.command(
-            lambda n, now, p=payload: n.send_audio(call, Codec.MULAW, p, 20)
-        ):
-            sent.append(seq)
-            seq += 1
-        await asyncio.sleep(0.1)
-
-
-def in_call(call: int | None = None) -> Callable[[Event], bool]:
-    """Both sides of `call` (or of any call) report INCALL."""
-
-    def predicate(event: Event) -> bool:
-        return (
-            isinstance(event, CallStateChanged)
-            and (call is None or event.call == call)
-            and event.local_state == CallState.INCALL
-            and event.remote_state == CallState.INCALL
-        )
-
-    return predicate
-
-
 def test_the_ends_look_each_other_up_and_call_through_a_radio_reset(line):
     node0, _, node2 = line
     reset_note = {}
@@ -476,13 +347,8 @@ def test_the_ends_look_each_other_up_and_call_through_a_radio_reset(line):
             callee = await Handset.start(node2, all_managers[2], "5550102", answers=True)
 
             # DNA: each end looks the other's number up, two hops away.
-            caller.protocol.command(lambda n, now: n.lookup("5550102", now))
-            callee.protocol.command(lambda n, now: n.lookup("5550100", now))
-            found_callee = await caller.wait_for(
-                lambda e: isinstance(e, DnaAnswer) and e.did == "5550102", "DNA answer at node0"
-            )
-            found_caller = await callee.wait_for(
-                lambda e: isinstance(e, DnaAnswer) and e.did == "5550100", "DNA answer at node2"
+            found_callee, found_caller = await asyncio.gather(
+                look_up(caller, "5550102"), look_up(callee, "5550100")
             )
             assert found_callee.sid == callee.node.sid and found_caller.sid == caller.node.sid
 

@@ -30,7 +30,10 @@ A packet that arrives after its slot was played counts as late (jitter, which th
 covers), and its slot no longer counts as a loss that makes the buffer wait for copies.
 
 When nothing at all arrives for `pause_after_ms`, the sender has paused: the buffer plays
-silence without counting loss and starts afresh on the next frame.
+silence without counting loss and starts afresh on the next frame. Media time never goes back
+unless counted as a resync: while paused, a frame from before the last one heard is a straggler
+(late); a sender whose clock stood still during the pause resumes behind the slots concealed
+before the buffer gave up, and restarting there is counted as a resync.
 
 A gap (frame missing while later ones are buffered) is lost: it is rebuilt from the next frame's
 Opus FEC if that frame is here (`Action.FEC`), else concealed (`Action.CONCEAL`). Frames carried as
@@ -120,6 +123,8 @@ class JitterBuffer:
         """The wait for copies the buffer chose from the losses it saw (<= recovery_frames)."""
         self._frames: dict[int, EncodedFrame] = {}
         self._next: int | None = None
+        self._paused_at: int | None = None
+        """The playout point a pause stopped at (concealed slots included)."""
         self._played: deque[int] = deque(maxlen=64)
         self._transits: deque[float] = deque()
         self._sorted_transits: list[float] = []
@@ -135,7 +140,11 @@ class JitterBuffer:
         """Accept one frame that arrived at `now` (seconds, the receiver's monotonic clock)."""
         now_ms = now * 1000
         s = self.stats
-        if self._next is not None and abs(media_time_ms - self._next) > self.settings.resync_ms:
+        playout_point = self._next if self._next is not None else self._paused_at
+        if (
+            playout_point is not None
+            and abs(media_time_ms - playout_point) > self.settings.resync_ms
+        ):
             if frame.redundant:
                 return
             self._resync()
@@ -158,6 +167,8 @@ class JitterBuffer:
     def _is_late(self, media_time_ms: int, now_ms: float, redundant: bool) -> bool:
         if self._next is not None:
             return media_time_ms < self._next
+        if self._played and media_time_ms <= max(self._played):
+            return True  # a straggler from before the pause
         # Not playing (before the first frame, or paused): a frame whose transit is far beyond
         # anything the buffer would wait for is a straggler from before, not the new start.
         limit = self._target_transit() + self.settings.max_delay_ms
@@ -285,11 +296,15 @@ class JitterBuffer:
         first = min(self._frames)
         if now_ms - first < self._target_transit():
             return False
+        if self._paused_at is not None and first < self._paused_at:
+            self.stats.resyncs += 1  # the sender resumes behind the slots concealed
         self._next = first
+        self._paused_at = None
         return True
 
     def _pause(self) -> None:
         self.stats.pauses += 1
+        self._paused_at = self._next
         self._next = None
         self._dry_ms = 0
 
@@ -298,6 +313,7 @@ class JitterBuffer:
         self._frames.clear()
         self._played.clear()
         self._next = None
+        self._paused_at = None
         self._transits.clear()
         self._sorted_transits.clear()
         self._last_transit = None

@@ -85,7 +85,7 @@ class CallAudio:
         self._packer = RedundancyPacker(cfg.redundancy_offsets, cfg.frame_ms)
         self._opus_decoder = OpusDecoder(cfg.sample_rate)
         self._mulaw_decoder = MulawDecoder()
-        self._last_codec = codecs.OPUS
+        self._last_codec: int = codecs.OPUS
         self._quiet_run = 0
         self.jitter_buffer = JitterBuffer(cfg.jitter, self.stats)
 
@@ -176,8 +176,8 @@ class CallAudio:
                 self._played += bytes(want - len(self._played))
                 break
             pcm = self._render(playout)
-            samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
-            quiet_now = np.dot(samples, samples) < self.config.quiet_rms**2 * len(samples)
+            levels = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+            quiet_now = np.dot(levels, levels) < self.config.quiet_rms**2 * len(levels)
             self._quiet_run = self._quiet_run + 1 if quiet_now else 0
             self._played += pcm
         out = bytes(self._played[:want])

@@ -1,0 +1,320 @@
+"""The mesh heals while a call goes on: radio resets, a relay that reboots or vanishes, and two
+partitions that merge with the same address.
+
+Runs inside the virtual bench: Debian's kernel, mac80211_hwsim radios, batman-adv, the project's
+mesh manager on every node and VoMP handsets talking across. Each test measures how long traffic
+stopped and writes the figures (`note`) that bench/mesh_heal_bench.py prints. Timing bounds here
+are generous on purpose (TCG, a shared machine): they tell a heal from a mesh that stays broken
+for tens of seconds (the HT block-ack stall); the figures say how fast it really was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import statistics
+import time
+from ipaddress import IPv4Network
+
+import pytest
+
+from hw.mesh import MeshManager
+from hw.mesh.addressing import candidate_addresses, mesh_mac
+from lab.mesh_calls import (
+    FIGURES,
+    REPAIR_TIMEOUT,
+    Call,
+    Handset,
+    Running,
+    best_next_hop,
+    config,
+    heal_moment,
+    identity,
+    managers,
+    note,
+    until,
+)
+from vmbench.guest import Bench, Node, in_guest
+from vomp.events import CallEnded
+
+RESETS = 10
+# Traffic must be back this soon after the radio re-joined (the median of the resets): far above
+# the 1 s / 4 s goals the bench reports against, far below the 17-50 s of an HT block-ack stall.
+RESUME_BOUND_S = 10.0
+REBOOT_DOWN_S = 5.0  # how long the middle node stays off (below VoMP's 30 s network timeout)
+RELAY_GAP_BOUND_S = 10.0
+MERGE_PREFIX = IPv4Network("10.43.0.0/24")
+
+
+@pytest.fixture
+def bench():
+    if not in_guest():
+        pytest.skip("bench nodes exist only inside the VM")
+    b = Bench()
+    yield b
+    b.close()
+
+
+async def call_between(running: Running, a: Node, b: Node, ia: int, ib: int) -> Call:
+    caller = await Handset.start(a, running.managers[ia], f"55501{ia:02d}")
+    callee = await Handset.start(b, running.managers[ib], f"55501{ib:02d}", answers=True)
+    return await Call.place(caller, callee)
+
+
+async def hang_up(call: Call) -> None:
+    await call.stop_talking()
+    for handset in (call.caller, call.callee):
+        handset.close()
+
+
+def ended(call: Call) -> list[CallEnded]:
+    return [e for h in (call.caller, call.callee) for e in h.events if isinstance(e, CallEnded)]
+
+
+def ended_at(call: Call) -> list[str]:
+    """Which ends ("callee", "caller") saw the call end."""
+    return sorted(
+        side
+        for side, handset in (("caller", call.caller), ("callee", call.callee))
+        if any(isinstance(e, CallEnded) for e in handset.events)
+    )
+
+
+def test_an_end_nodes_radio_reset_ten_times_heals_within_seconds_and_the_call_goes_on(bench):
+    """Odd resets take the radio down and up (batman-adv drops the node's routes and TT), even
+    ones leave the IBSS only (routes and TT survive); the manager re-joins each time."""
+    nodes = bench.nodes(3, topology="line")
+    node0, node1, node2 = nodes
+    heals: dict[str, list[float]] = {"link": [], "leave": []}
+    stations = {}
+    gaps: list[float] = []
+
+    async def scenario():
+        running = Running(managers(nodes))
+        call = None
+        try:
+            await running.ready()
+            call = await call_between(running, node0, node2, 0, 2)
+            m0 = running.managers[0]
+            for n in range(RESETS):
+                kind = "link" if n % 2 == 0 else "leave"
+                heals_before = m0.status.heals
+                broken_at = time.monotonic()
+                if kind == "link":
+                    await asyncio.to_thread(node0.sh, "ip", "link", "set", node0.ifname, "down")
+                else:
+                    await asyncio.to_thread(node0.sh, "iw", "dev", node0.ifname, "ibss", "leave")
+                await until(
+                    lambda h=heals_before: m0.status.heals > h, REPAIR_TIMEOUT, "re-join", 0.05
+                )
+                rejoined = heal_moment(m0)
+                resumed = await until(
+                    lambda r=rejoined: call.resumed_after(r), REPAIR_TIMEOUT, "audio back", 0.05
+                )
+                heals[kind].append(resumed - rejoined)
+                await asyncio.sleep(1.0)
+                gaps.append(call.longest_silence(broken_at, time.monotonic())[0])
+            # What rates the middle node's stations use (hwsim; a real Pi's brcmfmac may differ).
+            stations["dump"] = await asyncio.to_thread(
+                node1.sh, "iw", "dev", node1.ifname, "station", "dump"
+            )
+            assert ended(call) == [], "the call must survive every reset"
+            heard = call.callee.heard(call.callee_call)
+            assert heard == sorted(set(heard)), "frames arrive in order, without duplicates"
+        finally:
+            if call is not None:
+                await hang_up(call)
+            await running.stop()
+
+    asyncio.run(scenario())
+    every = sorted(heals["link"] + heals["leave"])
+    note("mesh_heal_radio_reset_ms_p50", statistics.median(every) * 1000, "ms")
+    note("mesh_heal_radio_reset_ms_max", every[-1] * 1000, "ms")
+    note("mesh_heal_radio_reset_link_down_ms_max", max(heals["link"]) * 1000, "ms")
+    note("mesh_heal_radio_reset_ibss_leave_ms_max", max(heals["leave"]) * 1000, "ms")
+    note("mesh_heal_radio_reset_audio_gap_ms_p50", statistics.median(gaps) * 1000, "ms")
+    note("mesh_heal_radio_reset_audio_gap_ms_max", max(gaps) * 1000, "ms")
+    rates = [float(r) for r in re.findall(r"tx bitrate:\s+([\d.]+) MBit/s", stations["dump"])]
+    note("mesh_hwsim_station_tx_bitrate_mbit_max", max(rates, default=0.0), "Mbit/s")
+    if FIGURES.parent.is_dir():
+        (FIGURES.parent / "iw_station_dump.txt").write_text(stations["dump"])
+    # The median: one reset stretched by a loaded host must not fail the test, while an HT
+    # block-ack stall would stretch every one of them.
+    assert statistics.median(every) < RESUME_BOUND_S, every
+
+
+def test_the_middle_node_reboots_and_the_call_survives_it(bench):
+    nodes = bench.nodes(3, topology="line")
+    node0, node1, node2 = nodes
+    outcome = {}
+
+    async def scenario():
+        running = Running(managers(nodes))
+        call = None
+        try:
+            await running.ready()
+            call = await call_between(running, node0, node2, 0, 2)
+            # The reboot: the manager stops, bat0 goes, the radio is down and back to station
+            # mode as at power-on; then a fresh manager brings the node up from scratch.
+            await running.stop_one(running.managers[1])
+            broken_at = time.monotonic()
+            await asyncio.to_thread(node1.sh, "ip", "link", "del", "bat0")
+            await asyncio.to_thread(node1.sh, "ip", "link", "set", node1.ifname, "down")
+            await asyncio.to_thread(node1.sh, "iw", "dev", node1.ifname, "set", "type", "managed")
+            await asyncio.sleep(REBOOT_DOWN_S)
+            marks = call.sent_marks()
+            booted = time.monotonic()
+            fresh = MeshManager(config(node1), identity=identity(node1))
+            running.start_one(fresh)
+            await until(lambda: fresh.status.ready, REPAIR_TIMEOUT, "middle node up again")
+            up = time.monotonic()
+            await until(
+                lambda: call.heard_since(marks)() or len(ended_at(call)) == 2,
+                REPAIR_TIMEOUT,
+                "audio across the line again, or the call ended at both ends",
+            )
+            resumed = call.resumed_after(up) or time.monotonic()
+            if ended_at(call):  # the other end has a few seconds to agree
+                await until(lambda: len(ended_at(call)) == 2, 10, "both ends ending the call")
+            outcome["bring_up"] = up - booted
+            outcome["resume"] = resumed - up
+            outcome["gap"] = call.longest_silence(broken_at, resumed + 0.5)[0]
+            outcome["ended_at"] = ended_at(call)
+        finally:
+            if call is not None:
+                await hang_up(call)
+            await running.stop()
+
+    asyncio.run(scenario())
+    note("mesh_heal_relay_reboot_bring_up_ms", outcome["bring_up"] * 1000, "ms")
+    note("mesh_heal_relay_reboot_ms", outcome["resume"] * 1000, "ms")
+    note("mesh_heal_relay_reboot_audio_gap_ms", outcome["gap"] * 1000, "ms")
+    note("mesh_heal_relay_reboot_call_ended", len(outcome["ended_at"]) / 2, "calls")
+    # The call goes on, or (a loaded machine stretching the gap past VoMP's 30 s network
+    # timeout) ends at both ends: never at one end only.
+    assert outcome["ended_at"] in ([], ["callee", "caller"]), outcome["ended_at"]
+
+
+def test_a_diamond_loses_the_relay_it_routes_over_and_batman_reroutes_the_call(bench):
+    nodes = bench.nodes(4, topology="full")
+    node0, _, _, node3 = nodes
+    node0.block(node3.mac)  # the ends meet only through node1 or node2
+    node3.block(node0.mac)
+    outcome = {}
+
+    async def scenario():
+        running = Running(managers(nodes))
+        call = None
+        try:
+            await running.ready()
+            m0 = running.managers[0]
+            await until(lambda: best_next_hop(m0, node3.mac), 120, "route node0 -> node3")
+            call = await call_between(running, node0, node3, 0, 3)
+            relay_mac = await best_next_hop(m0, node3.mac)
+            (relay,) = [n for n in nodes if n.mac == relay_mac]
+            # The relay walks away: its manager stops and its radio goes quiet.
+            await running.stop_one(running.managers[relay.index])
+            lost_at = time.monotonic()
+            back_relay = await best_next_hop(running.managers[3], node0.mac)
+            await asyncio.to_thread(relay.sh, "ip", "link", "set", relay.ifname, "down")
+            marks = call.sent_marks()
+            await until(call.heard_since(marks), REPAIR_TIMEOUT, "rerouted audio", 0.05)
+            await asyncio.sleep(2.0)
+            gap, resumed = call.longest_silence(lost_at, time.monotonic())
+            outcome["heal"] = resumed - lost_at
+            outcome["gap"] = gap
+            outcome["via"] = await best_next_hop(m0, node3.mac)
+            outcome["relay"] = relay_mac
+            outcome["same_relay_both_ways"] = back_relay == relay_mac
+            assert ended(call) == []
+        finally:
+            if call is not None:
+                await hang_up(call)
+            await running.stop()
+
+    asyncio.run(scenario())
+    note("mesh_heal_relay_loss_ms", outcome["heal"] * 1000, "ms")
+    note("mesh_heal_relay_loss_audio_gap_ms", outcome["gap"] * 1000, "ms")
+    print(f"relay lost carried both directions: {outcome['same_relay_both_ways']}")
+    assert outcome["via"] not in (None, outcome["relay"])
+    assert outcome["gap"] < RELAY_GAP_BOUND_S
+
+
+def colliding_identities(others: int) -> tuple[list[bytes], tuple[bytes, bytes]]:
+    """Identities for the merge test: two whose first addresses in MERGE_PREFIX are the same,
+    and `others` whose first two addresses clash with nobody's (found by search, not luck)."""
+    first_by_identity: dict[bytes, list] = {}
+    pair: tuple[bytes, bytes] | None = None
+    for n in range(2000):
+        who = f"bench merge {n}".encode()
+        addresses = candidate_addresses(who, MERGE_PREFIX)
+        mine = [next(addresses), next(addresses)]
+        twin = next((o for o, a in first_by_identity.items() if a[0] == mine[0]), None)
+        if pair is None and twin is not None:
+            pair = (twin, who)
+        first_by_identity[who] = mine
+        if pair is not None and len(first_by_identity) > 40:
+            break
+    assert pair is not None
+    used = {a for who in pair for a in first_by_identity[who]}
+    free = []
+    for who, mine in first_by_identity.items():
+        if who not in pair and not set(mine) & used and len(free) < others:
+            free.append(who)
+            used |= set(mine)
+    return free, pair
+
+
+def test_two_partitions_merge_with_one_address_and_exactly_one_side_moves(bench):
+    nodes = bench.nodes(4, topology="line")
+    node0, node1, node2, node3 = nodes
+    (left_end, right_end), (left_collider, right_collider) = colliding_identities(2)
+    identities = [left_end, left_collider, right_collider, right_end]
+    node1.block(node2.mac)  # two partitions: node0-node1 and node2-node3
+    node2.block(node1.mac)
+    outcome = {}
+
+    async def scenario():
+        running = Running(managers(nodes, identities, prefix=MERGE_PREFIX))
+        calls: list[Call] = []
+        try:
+            await running.ready()
+            m1, m2 = running.managers[1], running.managers[2]
+            assert m1.status.address == m2.status.address, "the same address on both sides"
+            contested = m1.status.address.ip
+            calls.append(await call_between(running, node0, node1, 0, 1))
+            calls.append(await call_between(running, node3, node2, 3, 2))
+            merged_at = time.monotonic()
+            for node, other in ((node1, node2), (node2, node1)):
+                await asyncio.to_thread(node.unblock, other.mac)
+            await until(
+                lambda: (
+                    m1.status.ready and m2.status.ready and m1.status.address != m2.status.address
+                ),
+                REPAIR_TIMEOUT,
+                "one side moved",
+            )
+            moved = m1 if m1.status.address.ip != contested else m2
+            kept = m2 if moved is m1 else m1
+            outcome["resolved"] = heal_moment(moved) - merged_at
+            outcome["moved_mac"] = mesh_mac(moved.identity)
+            outcome["kept_mac"] = mesh_mac(kept.identity)
+            outcome["kept_address"] = kept.status.address.ip == contested
+            marks = [call.sent_marks() for call in calls]
+            for call, mark in zip(calls, marks, strict=True):
+                await until(call.heard_since(mark), REPAIR_TIMEOUT, "audio after the move")
+            outcome["moves"] = sum(m.status.address.ip != contested for m in (m1, m2))
+            outcome["ended"] = [e for call in calls for e in ended(call)]
+            # The merged mesh carries calls between the partitions too: the movers' peers
+            # reach them at their new address.
+            await until(lambda: best_next_hop(running.managers[0], node3.mac), 120, "route")
+        finally:
+            for call in calls:
+                await hang_up(call)
+            await running.stop()
+
+    asyncio.run(scenario())
+    note("mesh_heal_partition_merge_ms", outcome["resolved"] * 1000, "ms")
+    assert outcome["moves"] == 1 and outcome["kept_address"]
+    assert outcome["moved_mac"] > outcome["kept_mac"], "the greater bat0 MAC moves"
+    assert outcome["ended"] == []
