@@ -157,7 +157,8 @@ def test_diag_logs_in_over_ssh_with_a_key_into_the_shell_only(appliance, tmp_pat
     key = tmp_path / "diag_key"
     sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
     Path("/etc/handset/diag_authorized_keys").write_text(key.with_suffix(".pub").read_text())
-    sh("systemctl", "start", "ssh.service")
+    # a real boot reaches this at multi-user: it lifts /run/nologin, which refuses users
+    sh("systemctl", "start", "systemd-user-sessions.service", "ssh.service")
     sh("sshd", "-t")
     effective = sh("sshd", "-T", "-C", "user=diag,host=laptop,addr=10.99.0.2").splitlines()
     assert {
