@@ -26,7 +26,9 @@ def period(n: int) -> bytes:
 
 
 class Harness:
-    def __init__(self, card: FakeCard, consumer_room: int = 1000, wait_for_reply=None) -> None:
+    def __init__(
+        self, card: FakeCard, consumer_room: int = 1000, wait_for_reply=None, idle=lambda: False
+    ) -> None:
         backend = FakeBackend(card)
         self.card = card
         self.delivered: list[bytes] = []
@@ -41,6 +43,7 @@ class Harness:
             self.fetch,
             self.clock,
             wait_for_reply,
+            idle,
         )
 
     def deliver(self, data: bytes) -> bool:
@@ -235,3 +238,18 @@ def test_without_a_reply_in_time_the_answer_plays_a_period_later():
         harness.to_play += harness.delivered[-1]  # the answer comes after the write
     prefill = SETTINGS.playback_prefill_periods
     assert card.played[prefill:] == [SILENCE] + [period(n) for n in range(4)]
+
+
+def test_while_the_call_path_is_idle_nothing_is_handed_over_and_silence_is_no_starvation():
+    card = FakeCard(capture_periods=deque(period(n) for n in range(6)))
+    idle = [True]
+    harness = Harness(card, idle=lambda: idle[0])
+    harness.loop.prime()
+    for _ in range(3):
+        harness.loop.run_period()
+    assert harness.delivered == []
+    assert card.played[SETTINGS.playback_prefill_periods :] == [SILENCE] * 3
+    assert harness.loop.counters.playback_starved == 0
+    idle[0] = False
+    harness.loop.run_period()
+    assert harness.delivered == [period(3)]

@@ -34,9 +34,12 @@ class DeviceLoop:
         fetch: Callable[[], bytes],
         clock_ns: Callable[[], int],
         wait_for_reply: Callable[[float], object] | None = None,
+        call_path_idle: Callable[[], bool] = lambda: False,
     ) -> None:
         """`wait_for_reply(seconds)` returns once the call path's answer can be fetched or
-        the time is up; without it the loop never waits."""
+        the time is up; without it the loop never waits. While `call_path_idle()`, captured
+        periods are not handed over and the silence played is not counted as starvation."""
+        self._call_path_idle = call_path_idle
         self._capture = capture
         self._playback = playback
         self._deliver = deliver
@@ -82,7 +85,8 @@ class DeviceLoop:
             counters.capture_xruns += 1
             return
         counters.periods += 1
-        if captured:
+        idle = self._call_path_idle()
+        if captured and not idle:
             if self._deliver(captured):
                 if self._wait_for_reply is not None and len(self._queued) < self._period_bytes:
                     self._wait_for_reply(self._reply_wait_s)
@@ -99,7 +103,7 @@ class DeviceLoop:
             del self._queued[: self._period_bytes]
         else:
             period = bytes(self._period_bytes)
-            counters.playback_starved += 1
+            counters.playback_starved += not idle
         self._settle()
         if self._playback.write(period) is XRUN:
             counters.playback_xruns += 1

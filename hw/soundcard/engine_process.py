@@ -95,7 +95,14 @@ def run_engine_process(settings: EngineSettings, capture_w: int, playback_r: int
         select.select([playback_r], [], [], seconds)
 
     loop = DeviceLoop(
-        capture, playback, settings.pcm, deliver, fetch, time.monotonic_ns, wait_for_reply
+        capture,
+        playback,
+        settings.pcm,
+        deliver,
+        fetch,
+        time.monotonic_ns,
+        wait_for_reply,
+        shared.call_path_idle,
     )
     loop.counters.realtime = int(realtime)
     loop.prime()
