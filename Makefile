@@ -70,8 +70,10 @@ image-test: venv
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache .mypy_cache
 
-# Start the handset; e.g. make run HANDSET_ARGS="--interface bat0 --number 5551234 --name Kim"
+# Start a handset on this machine: the daemon with HANDSET_CONFIG (default: a laptop's handset,
+# unmanaged network, WAV files for audio). Then, in another terminal:
+#   HANDSET_SOCKET=.handset/control.sock .venv/bin/handset status
 .PHONY: run
-HANDSET_ARGS ?=
+HANDSET_CONFIG ?= examples/laptop.toml
 run: venv
-	$(VENV)/bin/handset run $(HANDSET_ARGS)
+	$(VENV)/bin/handset run $(HANDSET_CONFIG)

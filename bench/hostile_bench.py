@@ -3,7 +3,8 @@
 `hostile_worst_datagram_us` is the slowest datagram kind a stranger can send (the median of many
 of each, against a node whose address book, neighbour table and key cache are full), with a
 line per kind; `hostile_amplification_max` is the largest ratio of bytes we send to a spoofed
-source address over 16 s to the bytes it sent us, with a line per request kind.
+source address over 16 s to the bytes it sent us, with a line per request kind. Also: one timer
+run with full tables, and the memory still held 300 s after a flood of 100k made-up SIDs.
 Prints `name value unit` lines. Run: `make bench` (or .venv/bin/python bench/hostile_bench.py).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import random
 import statistics
 import time
+import tracemalloc
 from collections.abc import Callable
 
 from vomp import crypto, mdp, please_explain
@@ -188,6 +190,60 @@ def amplification(kind: Kind) -> float:
     return out / len(data)
 
 
+def timer_run_us() -> float:
+    """The slowest timer run of a node whose tables a flood has filled (median of 50)."""
+    node = full_node()
+    samples = []
+    now = 0.0
+    for i in range(50):
+        now += 0.5
+        for j in range(20):  # keep the flood going, so the tables stay full
+            node.receive(tick(random.Random(i * 100 + j).randbytes(32)), f"10.6.{i}.{j}", now)
+        started = time.perf_counter()
+        node.handle_timer(now)
+        node.datagrams_to_send(now)
+        samples.append(time.perf_counter() - started)
+        while node.next_event():
+            pass
+    return statistics.median(samples) * 1e6
+
+
+def flood_memory_mb(sids: int = 100_000) -> tuple[float, float, float]:
+    """(MB in, MB held 300 s after, slowest timer run in ms) for a flood of bare ticks from
+    made-up SIDs and addresses (timer runs every 500 ms of the flood's own clock)."""
+    node = victim()
+    node.handle_timer(0.0)
+    node.datagrams_to_send(0.0)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    rng = random.Random(3)
+    bytes_in = 0
+    slowest = 0.0
+    for i in range(sids):
+        now = i * 0.0001
+        data = tick(rng.randbytes(32), i)
+        bytes_in += len(data)
+        node.receive(data, (f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", 4110), now)
+        if i % 5000 == 0:
+            started = time.perf_counter()
+            node.handle_timer(now)
+            node.datagrams_to_send(now)
+            slowest = max(slowest, time.perf_counter() - started)
+            while node.next_event():
+                pass
+    now = sids * 0.0001
+    end = now + 300.0
+    while (timer := node.next_timer()) is not None and timer < end:
+        now = max(now, timer)
+        node.handle_timer(now)
+        node.datagrams_to_send(now)
+        while node.next_event():
+            pass
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return bytes_in / 1e6, held / 1e6, slowest * 1e3
+
+
 def main() -> None:
     costs = {name: cost_us(kind) for name, kind in CPU_KINDS.items()}
     for name, value in costs.items():
@@ -197,6 +253,11 @@ def main() -> None:
     for name, value in ratios.items():
         print(f"hostile_amplification_{name} {value:.2f} x")
     print(f"hostile_amplification_max {max(ratios.values()):.2f} x")
+    print(f"hostile_timer_run_full_tables_us {timer_run_us():.0f} us")
+    flood_in, held, slowest = flood_memory_mb()
+    print(f"hostile_flood_100k_sids_in {flood_in:.1f} MB")
+    print(f"hostile_flood_memory_held_after_300s {held:.2f} MB")
+    print(f"hostile_flood_slowest_timer_run {slowest:.1f} ms")
 
 
 if __name__ == "__main__":

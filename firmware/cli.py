@@ -15,7 +15,7 @@ from firmware import control_cli
 # module serving several names reads `parser.get_default("subcommand")` / `args.subcommand`.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {}
 SUBCOMMANDS["daemon"] = ("firmware.daemon", "run the handset: mesh, VoMP, audio, keypad, control")
-SUBCOMMANDS["run"] = ("firmware.run", "start the handset on one interface and log mesh events")
+SUBCOMMANDS["run"] = ("firmware.run", "run the handset: handset daemon with the default config")
 SUBCOMMANDS["dissect"] = ("firmware.dissect_cmd", "decode overlay datagrams (hex lines) to JSON")
 SUBCOMMANDS["audio-check"] = ("firmware.audio_check", "open the sound card as a call would; stats")
 SUBCOMMANDS["shell"] = ("firmware.diag_shell", "the diagnostics shell (the diag user's SSH login)")

@@ -2,7 +2,8 @@
 
 Why total: the file is written by hand (on the SD card's boot partition, on a laptop), and a
 handset that starts half-configured fails later in a way nobody can connect to the typo. So
-every key is known, every value's type and range is checked, and each problem is reported as
+every key is known, every value's type and range is checked (a relative path is taken from the
+file's own folder), and each problem is reported as
 `FILE:LINE: [section] key: what is wrong; fix: what to write`; all problems at once, before
 the daemon writes or binds anything. The accepted keys come from the settings dataclasses
 below (and, for [mesh], from `hw.mesh.config.MeshConfig`), so a field added there is a key here.
@@ -24,8 +25,11 @@ from typing import Any, Literal
 
 from firmware.control_protocol import DEFAULT_SOCKET
 from hw.mesh.config import MeshConfig, MeshConfigError
+from vomp.codecs import Codec
 from vomp.dna import is_valid_did
 
+CODECS = {"opus_redundant": Codec.OPUS_REDUNDANT, "opus": Codec.OPUS, "mulaw": Codec.MULAW}
+"""The codecs a handset can offer, by their config names."""
 EX_CONFIG = 78
 """sysexits.h: configuration error. systemd does not restart a unit on it in a loop."""
 
@@ -60,6 +64,10 @@ class AudioSettings:
     output: Path | None = None
     """`file`: where what the handset plays (the far end, tones) is written as a WAV."""
     period_ms: int = 10
+    prefill_periods: int = 2
+    """Silence queued ahead of the card: the playback cushion against scheduling jitter."""
+    codecs: tuple[str, ...] = ("opus_redundant", "opus", "mulaw")
+    """What this handset offers; without opus_redundant it sends as servald does."""
     realtime_priority: int = 60
     """SCHED_FIFO priority of the call path (the engine runs 10 above); 0: normal."""
 
@@ -172,6 +180,8 @@ class _Bad(Exception):
 class _Checker:
     def __init__(self, path: Path, lines: dict[tuple[str, ...], int]) -> None:
         self.path = path
+        self.base = path.absolute().parent
+        """Relative paths in the file are relative to the file's own folder."""
         self.lines = lines
         self.problems: list[str] = []
 
@@ -239,6 +249,9 @@ class _Checker:
             except _Bad as bad:
                 self.report(section, key, bad.problem, bad.fix)
                 ok = False
+                continue
+            if isinstance(values[key], Path):
+                values[key] = self.base / values[key]  # an absolute path stays as it is
         if not ok:
             return None
         settings = cls(**values)
@@ -371,8 +384,6 @@ def _check_handset(s: HandsetSettings, table: dict[str, Any]) -> Problems:
         problems.append(("name", "contains a tab or line break", "use one line, spaces only"))
     if not 1 <= s.port <= 65535:
         problems.append(("port", f"{s.port} is not a UDP port", "use 4110"))
-    if not s.state_dir.is_absolute():
-        problems.append(("state_dir", f"{s.state_dir} is relative", "write an absolute path"))
     return problems
 
 
@@ -387,10 +398,13 @@ def _check_audio(s: AudioSettings, table: dict[str, Any]) -> Problems:
             problems.append(
                 ("input", problem, "a 16 kHz mono 16-bit WAV (sox IN -r 16000 -c 1 -b 16 OUT)")
             )
-    if s.output is not None and not s.output.parent.is_dir():
-        problems.append(("output", f"{s.output.parent} is not a directory", "create it first"))
     if s.period_ms not in (5, 10):
         problems.append(("period_ms", f"{s.period_ms} ms", "use 10 (or 5)"))
+    if not 1 <= s.prefill_periods <= 3:
+        problems.append(("prefill_periods", f"{s.prefill_periods}", "use 2 (1 to 3)"))
+    unknown = [name for name in s.codecs if name not in CODECS]
+    if unknown or not s.codecs:
+        problems.append(("codecs", f"{list(s.codecs)}", f"a list of {', '.join(CODECS)}"))
     if not 0 <= s.realtime_priority <= 89:
         problems.append(("realtime_priority", f"{s.realtime_priority}", "use 0-89, e.g. 60"))
     return problems
@@ -441,8 +455,6 @@ def _check_control(s: ControlSettings, table: dict[str, Any]) -> Problems:
             return [
                 ("group", f"no group {s.group!r} on this system", "create it or remove the key")
             ]
-    if not s.socket.is_absolute():
-        return [("socket", f"{s.socket} is relative", "write an absolute path")]
     return []
 
 

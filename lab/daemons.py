@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -19,11 +20,13 @@ import wave
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-HANDSET = str(Path(sys.executable).parent / "handset")
+HANDSET = [sys.executable, "-m", "firmware.cli"]
+"""The `handset` command, run from the repository (the VM bench has no console script)."""
 RATE = 16000
 
 
@@ -64,6 +67,7 @@ class Daemon:
     number: str
     directory: Path
     process: subprocess.Popen[bytes] = field(repr=False)
+    namespace: str | None = None
 
     @property
     def socket(self) -> Path:
@@ -80,10 +84,11 @@ class Daemon:
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run `handset ARGS --socket ...`; with `check`, a failure raises with its output."""
         result = subprocess.run(
-            [HANDSET, *args, "--socket", str(self.socket)],
+            [*HANDSET, *args, "--socket", str(self.socket)],
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=120,
+            cwd=REPO,
         )
         if check and result.returncode != 0:
             raise AssertionError(
@@ -96,7 +101,11 @@ class Daemon:
         return json.loads(self.cli("status", "--json").stdout)
 
     def wait_for(
-        self, what: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 20.0
+        self,
+        what: str,
+        predicate: Callable[[dict[str, Any]], bool],
+        timeout: float = 20.0,
+        poll_s: float = 0.05,
     ) -> dict[str, Any]:
         """Poll `handset status --json` until `predicate(status)`; return that status."""
         deadline = time.monotonic() + timeout
@@ -109,10 +118,14 @@ class Daemon:
                     f"{self.name}: no {what} within {timeout} s; last status {status}\n"
                     f"--- daemon log ---\n{self.log()[-3000:]}"
                 )
-            time.sleep(0.05)
+            time.sleep(poll_s)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def logged_at(self, text: str) -> list[float]:
+        """When (Unix time, ms resolution) each log line containing `text` was written."""
+        return [when for when, line in log_lines(self.log()) if text in line]
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -123,6 +136,18 @@ class Daemon:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+
+def log_lines(log: str) -> list[tuple[float, str]]:
+    """(Unix time, line) of each `2026-11-29 20:02:22,816 ...` line of a daemon's stderr log."""
+    found = []
+    for line in log.splitlines():
+        try:
+            stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+        except ValueError:
+            continue
+        found.append((stamp.timestamp(), line[24:]))
+    return found
 
 
 def config_text(
@@ -162,6 +187,8 @@ def start_daemon(
     namespace: str | None = None,
     tone_hz: float | None = None,
     config: str | None = None,
+    env: dict[str, str] | None = None,
+    start_timeout: float = 30.0,
 ) -> Daemon:
     """Write the config (unless given) and start `handset daemon` (in `namespace`)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -171,16 +198,21 @@ def start_daemon(
         write_tone(tone, tone_hz)
     path = directory / "handset.toml"
     path.write_text(config or config_text(directory, number, tone=tone))
-    command = [HANDSET, "daemon", "--config", str(path)]
+    command = [*HANDSET, "daemon", "--config", str(path)]
     if namespace is not None:
         command = ["ip", "netns", "exec", namespace, *command]
     log = (directory / "daemon.log").open("wb")
     process = subprocess.Popen(
-        command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        command,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
     )
     log.close()
-    daemon = Daemon(name, number, directory, process)
-    deadline = time.monotonic() + 30
+    daemon = Daemon(name, number, directory, process, namespace)
+    deadline = time.monotonic() + start_timeout
     while not daemon.socket.exists():
         if process.poll() is not None or time.monotonic() > deadline:
             daemon.stop()

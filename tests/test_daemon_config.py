@@ -196,3 +196,15 @@ def test_a_missing_config_file_is_a_config_error_too(tmp_path):
     )
     assert result.returncode == EX_CONFIG
     assert "no such file; fix: create it" in result.stderr
+
+
+def test_relative_paths_are_taken_from_the_config_files_folder(tmp_path):
+    text = config_text(tmp_path).replace(f'state_dir = "{tmp_path / "state"}"', 'state_dir = "s"')
+    config = parse(text, tmp_path / "etc" / "handset.toml")
+    assert config.handset.state_dir == tmp_path / "etc" / "s"
+
+
+def test_the_example_configs_in_the_repository_are_valid():
+    repo = Path(__file__).resolve().parent.parent
+    for example in sorted((repo / "examples").glob("*.toml")):
+        parse(example.read_text(), example)

@@ -5,8 +5,10 @@ its audio."""
 
 from __future__ import annotations
 
+import logging
 import random
 import tracemalloc
+from types import SimpleNamespace
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -425,6 +427,20 @@ def test_a_third_handset_claiming_a_known_number_is_flagged_and_does_not_get_the
     assert (conflict.owner, conflict.claimant) == (b.node.sid, c.node.sid)
     assert all(c_.remote_sid != c.node.sid for c_ in a.node.calls.calls())
     assert not [e for e in events_of(c, CallStateChanged)]
+
+
+def test_the_daemon_logs_a_number_claimed_by_a_second_handset_as_a_warning():
+    from firmware.daemon import Handset  # the edge that turns events into log lines
+
+    logged: list[tuple[str, int]] = []
+    log = SimpleNamespace(
+        event=lambda message, level=logging.INFO, **_: logged.append((message, level))
+    )
+    conflict = NumberClaimConflict("5552002", b"\x01" * 32, b"\x02" * 32)
+    Handset.log_event(SimpleNamespace(events=log), conflict)  # type: ignore[arg-type]
+    [(message, level)] = logged
+    assert level == logging.WARNING
+    assert "number 5552002 claimed by" in message and "answered for it first" in message
 
 
 def test_a_lookup_stops_resending_once_answered_but_a_star_lookup_does_not():

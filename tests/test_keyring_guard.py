@@ -5,15 +5,14 @@ keyring others can read, is repaired with a warning) instead of silently making 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import stat
 from pathlib import Path
 
 import pytest
 
+from firmware.daemon import run
 from firmware.keyring import load_keyring, load_or_create, save_keyring
-from firmware.run import serve
 from vomp.identity import Identity, KeyringEntry, KeyringError
 
 UNUSABLE = {
@@ -37,20 +36,16 @@ def test_an_existing_keyring_without_an_identity_stops_start_up_and_is_left_alon
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keyring"]
 
 
-def test_handset_run_with_an_empty_keyring_exits_78_saying_how_to_fix_it(tmp_path, caplog):
+def test_the_daemon_with_an_empty_keyring_exits_78_saying_how_to_fix_it(tmp_path, caplog):
     path = tmp_path / "keyring"
     path.write_bytes(b"\n")
     path.chmod(0o600)
-    args = argparse.Namespace(
-        keyring=path,
-        number="5551234",
-        name=None,
-        interface=None,
-        port=0,
-        broadcast="127.0.0.1",
-        auto_answer=False,
+    config = tmp_path / "handset.toml"
+    config.write_text(
+        f'[handset]\nnumber = "5551234"\nstate_dir = "{tmp_path}"\n[mesh]\nmode = "unmanaged"\n'
     )
-    assert asyncio.run(serve(args)) == os.EX_CONFIG == 78
+    args = argparse.Namespace(config=config, check=False)
+    assert run(args) == os.EX_CONFIG == 78
     assert "holds no identity" in caplog.text and "fix:" in caplog.text
     assert path.read_bytes() == b"\n"
 
