@@ -73,6 +73,10 @@ def measure(size: int) -> dict[str, float]:
         mesh_of_daemons(Path(tmp), namespaces[:size], numbers) as daemons,
     ):
         figures["settle_s"] = wait_for_everyone(daemons)
+        if figures["settle_s"] >= SETTLE_TIMEOUT_S:
+            heard = [peers_heard(d) for d in daemons]
+            log = (daemons[0].directory / "daemon.log").read_text(errors="replace")
+            print(f"# peers heard: {heard}\n# first daemon's log:\n{log[-3000:]}", file=sys.stderr)
         pids = [daemon.pids() for daemon in daemons]
         before = [sample_processes(p) for p in pids]
         wire_before, began = bridge_rx_bytes(bridge_ns), time.monotonic()
