@@ -438,6 +438,8 @@ def test_the_smaller_mac_keeps_the_address_announces_it_and_notes_when_the_other
     assert not any(isinstance(a, RemoveAddress) for a in kernel.applied)
     assert manager.status.address == kept and kernel.announced[-1] == kept.ip
     assert manager.status.address_conflicts == 1 and manager.status.heals == 0
+    run(manager.watch())  # the other has not moved yet: the same duplicate, counted once
+    assert manager.status.address_conflicts == 1 and len(kernel.announced) >= 2
     del kernel.foreign_addresses[kept.ip]  # the other handset moved
     run(manager.watch())
     assert manager.status.heals == 1 and "other handset moved" in manager.status.last_heal

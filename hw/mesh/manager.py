@@ -182,7 +182,8 @@ class MeshManager:
                 self._conflict_kept_since = None
                 await self.backend.announce(cfg.mesh_interface, address.ip, own_mac)
             return
-        self.status.address_conflicts += 1
+        if self._conflict_kept_since is None:  # a new duplicate, not the one we wait out
+            self.status.address_conflicts += 1
         if own_mac.lower() < holder.lower():
             log.warning("mesh: %s is also held by %s; it moves, we keep it", address.ip, holder)
             self._conflict_kept_since = self._conflict_kept_since or now
