@@ -278,6 +278,8 @@ class Handset:
         codecs = tuple(config_file.CODECS[name] for name in settings.codecs)
         self.audio = HandsetAudio(self.engine, self._send_audio, codecs=codecs)
         self.audio.attach(asyncio.get_running_loop())
+        if self.protocol is not None:
+            self.protocol.audio_sink = self.audio.on_event  # the call's audio, without a queue
         self.events.event(f"audio: {settings.backend} capture {capture!r} playback {playback!r}")
 
     def _start_pins(self) -> tuple[RingerIndicator | None, LedIndicator | None]:

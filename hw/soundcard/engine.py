@@ -163,6 +163,11 @@ class AudioEngine:
                 self._stats.playback_refused += 1
         return written == len(pcm)
 
+    def set_idle(self, idle: bool) -> None:
+        """While idle (no call, tone or beep) the engine plays silence on its own and hands
+        nothing over, so the call path is not woken every period for nothing."""
+        self._shared.set_call_path_idle(idle)
+
     # -- statistics
 
     @property
