@@ -1,10 +1,13 @@
 """CPU of a whole handset during a full-duplex call, in percent of one core.
 
-The same two-namespace call as m2e_bench (real Node, UDP, Opus with redundancy, jitter buffer,
-AudioEngine on paced jackd sound cards), 60 s long; each handset reports the CPU time of its
-own process plus its engine process over the call. B's microphone is the dummy driver's
-silence and A's is a click train, so both directions encode, send, receive and decode. Also
-reported: xruns on both handsets over the call (the machine's other load is whatever it is).
+The same call as m2e_bench: two `handset daemon`s (lab/two_handsets.py) in two network
+namespaces, each on its own jackd-paced sound card (alsa backend), with the call's real
+settings (Opus with redundancy, jitter buffer, the configured period), 60 s long. Each
+handset's CPU is the CPU time of its daemon process plus its engine process over the call,
+read from /proc, over the call's wall time. B's microphone is the dummy driver's silence and
+A's is a click train, so both directions encode, send, receive and decode. Also reported:
+xruns on both handsets over the call (the machine's other load is whatever it is).
+CALL_CPU_SECONDS sets the length, CALL_PERIOD_MS the period (default: the daemon's).
 """
 
 from __future__ import annotations
@@ -13,11 +16,11 @@ import os
 import sys
 import time
 
-from hw.soundcard.devices import PcmSettings
+from firmware.config import AUDIO_RATE, AudioSettings
 from lab.two_handsets import run_call
 
 SECONDS = float(os.environ.get("CALL_CPU_SECONDS", "60"))
-PERIOD_FRAMES = int(os.environ.get("M2E_PERIOD_FRAMES", str(PcmSettings().period_frames)))
+PERIOD_MS = int(os.environ.get("CALL_PERIOD_MS", str(AudioSettings().period_ms)))
 
 
 def engine_alone_cpu_percent(seconds: float = 10.0) -> float:
@@ -42,7 +45,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("# call_cpu_bench: needs root for network namespaces; skipped", file=sys.stderr)
         return 0
-    result = run_call(SECONDS, period_frames=PERIOD_FRAMES)
+    result = run_call(SECONDS, period_frames=AUDIO_RATE * PERIOD_MS // 1000)
     a, b = result.caller, result.callee
     print(f"cpu_percent_per_call {max(a['cpu_percent'], b['cpu_percent']):.2f} %")
     print(f"cpu_percent_caller {a['cpu_percent']:.2f} %")
@@ -51,6 +54,7 @@ def main() -> int:
         print(f"cpu_percent_{role}_engine_process {side['cpu_percent_engine']:.2f} %")
         print(f"cpu_percent_{role}_call_process {side['cpu_percent_main']:.2f} %")
     print(f"call_cpu_seconds {a['call_seconds']:.0f} s")
+    print(f"call_cpu_period_ms {PERIOD_MS} ms")
     xruns = a["stats"]["device_xruns"] + b["stats"]["device_xruns"]
     print(f"call_xruns {xruns} xruns")
     print(

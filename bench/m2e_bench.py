@@ -1,9 +1,11 @@
 """Mouth-to-ear delay of a whole call, and the floor no implementation can beat.
 
-Two handsets in two network namespaces over real UDP, each on its own paced sound card
-(jackd dummy driver through ALSA's jack plugin): a click train goes into A's capture device and
-B's playback device is recorded in the same JACK cycle as the clicks, so each click's delay is
-exact (lab/two_handsets.py). Needs root (namespaces) and jackd2 + libasound2-plugins.
+Two `handset daemon`s in two network namespaces over real UDP, each on its own paced sound
+card (jackd dummy driver through ALSA's jack plugin): a click train goes into A's capture
+device and B's playback device is recorded in the same JACK cycle as the clicks, so each
+click's delay is exact (lab/two_handsets.py). Needs root (namespaces) and jackd2 +
+libasound2-plugins. M2E_SECONDS sets the length, M2E_PERIOD_MS the period (default: the
+daemon's); the codec is the one our handsets choose between themselves.
 
 m2e_floor_ms = frame + Opus lookahead + playback cushion (prefill periods): the audio cannot
 leave A before its frame is complete and encoded, and cannot reach the ear before the periods
@@ -16,15 +18,14 @@ import os
 import statistics
 import sys
 
+from firmware.config import AUDIO_RATE, AudioSettings
 from hw.soundcard.devices import PcmSettings
 from lab.two_handsets import run_call
 from vomp.media import AudioConfig
 from vomp.media.opus import OpusEncoder
 
 SECONDS = float(os.environ.get("M2E_SECONDS", "12"))
-PREFILL = int(os.environ.get("M2E_PREFILL", str(PcmSettings().playback_prefill_periods)))
-CODECS = os.environ.get("M2E_CODECS", "ours")  # "servald": plain Opus, as with a servald peer
-PERIOD_FRAMES = int(os.environ.get("M2E_PERIOD_FRAMES", str(PcmSettings().period_frames)))
+PERIOD_MS = int(os.environ.get("M2E_PERIOD_MS", str(AudioSettings().period_ms)))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -37,10 +38,10 @@ def main() -> int:
         print("# m2e_bench: needs root for network namespaces; skipped", file=sys.stderr)
         return 0
     config = AudioConfig()
-    pcm = PcmSettings(period_frames=PERIOD_FRAMES, playback_prefill_periods=PREFILL)
+    pcm = PcmSettings(period_frames=AUDIO_RATE * PERIOD_MS // 1000)
     lookahead = OpusEncoder(config.opus).lookahead_ms
     floor = config.frame_ms + lookahead + pcm.playback_prefill_periods * pcm.period_ms
-    result = run_call(SECONDS, period_frames=PERIOD_FRAMES, prefill=PREFILL, codecs=CODECS)
+    result = run_call(SECONDS, period_frames=AUDIO_RATE * PERIOD_MS // 1000)
     lags = result.lags_ms[2:]  # the first clicks meet a jitter buffer still settling
     print(f"# lags ms: {' '.join(f'{x:.0f}' for x in result.lags_ms)}", file=sys.stderr)
     keys = (

@@ -38,7 +38,9 @@ def main() -> int:
         print(line)
     failed = [node for node, r in run.results.items() if r["outcome"] != "passed"]
     for node in failed:
-        print(f"# mesh_heal_bench: {node} {run.results[node]['outcome']}", file=sys.stderr)
+        result = run.results[node]
+        print(f"# mesh_heal_bench: {node} {result['outcome']}", file=sys.stderr)
+        print(result["longrepr"][-3000:], file=sys.stderr)
     if not run.results:
         print(f"# mesh_heal_bench: no results; guest output:\n{run.vm.output[-3000:]}")
     return 1 if failed or not run.results else 0

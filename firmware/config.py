@@ -25,8 +25,11 @@ from typing import Any, Literal
 
 from firmware.control_protocol import DEFAULT_SOCKET
 from hw.mesh.config import MeshConfig, MeshConfigError
+from vomp.codecs import Codec
 from vomp.dna import is_valid_did
 
+CODECS = {"opus_redundant": Codec.OPUS_REDUNDANT, "opus": Codec.OPUS, "mulaw": Codec.MULAW}
+"""The codecs a handset can offer, by their config names."""
 EX_CONFIG = 78
 """sysexits.h: configuration error. systemd does not restart a unit on it in a loop."""
 
@@ -61,6 +64,10 @@ class AudioSettings:
     output: Path | None = None
     """`file`: where what the handset plays (the far end, tones) is written as a WAV."""
     period_ms: int = 10
+    prefill_periods: int = 2
+    """Silence queued ahead of the card: the playback cushion against scheduling jitter."""
+    codecs: tuple[str, ...] = ("opus_redundant", "opus", "mulaw")
+    """What this handset offers; without opus_redundant it sends as servald does."""
     realtime_priority: int = 60
     """SCHED_FIFO priority of the call path (the engine runs 10 above); 0: normal."""
 
@@ -393,6 +400,11 @@ def _check_audio(s: AudioSettings, table: dict[str, Any]) -> Problems:
             )
     if s.period_ms not in (5, 10):
         problems.append(("period_ms", f"{s.period_ms} ms", "use 10 (or 5)"))
+    if not 1 <= s.prefill_periods <= 3:
+        problems.append(("prefill_periods", f"{s.prefill_periods}", "use 2 (1 to 3)"))
+    unknown = [name for name in s.codecs if name not in CODECS]
+    if unknown or not s.codecs:
+        problems.append(("codecs", f"{list(s.codecs)}", f"a list of {', '.join(CODECS)}"))
     if not 0 <= s.realtime_priority <= 89:
         problems.append(("realtime_priority", f"{s.realtime_priority}", "use 0-89, e.g. 60"))
     return problems

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 TEST_TONE_S = 1.0
 TEST_KEYPAD_S = 10.0
+TEST_ECHO_S = 3.0
 
 
 class ControlCommands:
@@ -122,8 +123,11 @@ class ControlCommands:
         audio, driver = self.handset.audio, self.handset.driver
         if audio is None or driver is None:
             raise CommandFailed("audio is not running")
+        engine = self.handset.engine
         return {
             "backend": self.handset.config.audio.backend,
+            "engine_pid": engine.pid if engine is not None else None,
+            "engine_cpu_s": engine.process_cpu_seconds() if engine is not None else 0.0,
             "tone": driver.tone,
             "muted": audio.muted,
             "stats": audio.stats(),
@@ -161,7 +165,12 @@ class ControlCommands:
             await asyncio.sleep(TEST_KEYPAD_S)
             pressed = list(driver.keys)[before:] if driver else []
             return {"what": what, "seconds": TEST_KEYPAD_S, "pressed": pressed}
-        raise CommandFailed("test echo: not available on this handset yet")
+        audio.echo_peak, audio.echo = 0, True
+        try:
+            await asyncio.sleep(TEST_ECHO_S)
+        finally:
+            audio.echo = False
+        return {"what": what, "seconds": TEST_ECHO_S, "microphone_peak": audio.echo_peak}
 
     # -- what status shows
 

@@ -107,7 +107,8 @@ def load_or_create_identity(path: Path, number: str, name: str) -> KeyringEntry:
 async def serve(config: Config, recent: RecentLines | None = None) -> int:
     events = EventLog()
     entry = load_or_create_identity(config.keyring_path, config.handset.number, config.handset.name)
-    node = Node(entry.identity, config.handset.number, config.handset.name)
+    codecs = tuple(config_file.CODECS[name] for name in config.audio.codecs)
+    node = Node(entry.identity, config.handset.number, config.handset.name, codecs=codecs)
     events.event(
         f"handset {abridged(node.sid)} number {config.handset.number} starting",
         sid=node.sid,
@@ -263,6 +264,7 @@ class Handset:
             playback_device=playback,
             rate=rate,
             period_frames=rate * settings.period_ms // 1000,
+            playback_prefill_periods=settings.prefill_periods,
         )
         priority = settings.realtime_priority
         if priority:
@@ -273,8 +275,11 @@ class Handset:
         )
         self.engine = AudioEngine(engine_settings)
         self.engine.start()
-        self.audio = HandsetAudio(self.engine, self._send_audio)
+        codecs = tuple(config_file.CODECS[name] for name in settings.codecs)
+        self.audio = HandsetAudio(self.engine, self._send_audio, codecs=codecs)
         self.audio.attach(asyncio.get_running_loop())
+        if self.protocol is not None:
+            self.protocol.audio_sink = self.audio.on_event  # the call's audio, without a queue
         self.events.event(f"audio: {settings.backend} capture {capture!r} playback {playback!r}")
 
     def _start_pins(self) -> tuple[RingerIndicator | None, LedIndicator | None]:

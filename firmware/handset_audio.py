@@ -34,9 +34,14 @@ SendAudio = Callable[[int, int, bytes, int], object]
 
 class HandsetAudio:
     def __init__(
-        self, engine: AudioEngine, send: SendAudio, clock: Callable[[], float] = time.monotonic
+        self,
+        engine: AudioEngine,
+        send: SendAudio,
+        clock: Callable[[], float] = time.monotonic,
+        codecs: tuple[int, ...] = OUR_CODECS,
     ) -> None:
         self.engine = engine
+        self.codecs = codecs
         self._send = send
         self._clock = clock
         self._rate = engine.settings.pcm.rate
@@ -46,10 +51,23 @@ class HandsetAudio:
         self._keypad: ToneSource | None = None
         self.muted = False
         self.gain = 1.0
+        self._echo = False
+        self.echo_peak = 0
+        self._idle = False  # what the engine was last told (it starts handing audio over)
         self.rounds = 0
         self.gaps_bridged_ms = 0.0
         self._reopens_seen = engine.reopens
         self._last_round_at: float | None = None
+
+    @property
+    def echo(self) -> bool:
+        """Self test outside a call: the microphone straight to the earpiece."""
+        return self._echo
+
+    @echo.setter
+    def echo(self, on: bool) -> None:
+        self._echo = on
+        self._update_idle()
 
     # -- life cycle
 
@@ -63,24 +81,27 @@ class HandsetAudio:
 
     def start_call(self, call: int, remote_codecs: tuple[int, ...]) -> CallAudio | None:
         """Begin a call's audio; None (and no audio) if the peer shares no codec with us."""
-        codec = choose_send_codec(OUR_CODECS, remote_codecs)
+        codec = choose_send_codec(self.codecs, remote_codecs)
         if codec is None:
             return None
         self.call, self.call_audio, self._tone = call, CallAudio(codec), None
         pcm = self.engine.settings.pcm
         self.call_audio.device_latency_ms = pcm.playback_prefill_periods * pcm.period_ms
+        self._update_idle()
         return self.call_audio
 
     def end_call(self) -> dict[str, object]:
         """Stop the call's audio; returns its final statistics."""
         final = self.stats()
         self.call = self.call_audio = None
+        self._update_idle()
         return final
 
     def play_tone(self, name: str | None) -> None:
         """A call-progress tone ("dial", "ringback", "busy", ...) while not in a call; None
         for silence."""
         self._tone = ToneSource.call_progress(name, self._rate) if name else None
+        self._update_idle()
 
     def set_mute(self, on: bool) -> None:
         """Muted, the far end hears silence (still sent, so its jitter buffer keeps time)."""
@@ -93,6 +114,7 @@ class HandsetAudio:
     def key_pressed(self, key: str) -> None:
         """Keypad feedback: a short DTMF beep, mixed over whatever is playing."""
         self._keypad = ToneSource.keypad(key, self._rate)
+        self._update_idle()
 
     def on_event(self, event: Event) -> None:
         if (
@@ -123,6 +145,9 @@ class HandsetAudio:
             pcm = call_audio.playback(len(captured) // 2, now)
             if self.gain != 1.0:
                 pcm = scaled(pcm, self.gain)
+        elif self.echo:
+            pcm = captured
+            self.echo_peak = max(self.echo_peak, peak(captured))
         elif self._tone is not None:
             pcm = self._tone.read(len(captured))
         else:
@@ -132,6 +157,18 @@ class HandsetAudio:
             if self._keypad.finished:
                 self._keypad = None
         self.engine.write_playback(pcm)
+        self._update_idle()
+
+    def _update_idle(self) -> None:
+        """Tell the engine whether rounds are needed at all: not without a call, an echo test,
+        a tone or a keypad beep (the engine then plays silence without waking us)."""
+        idle = self.call is None and not self._echo and self._tone is None and self._keypad is None
+        if idle != self._idle:
+            self._idle = idle
+            self.engine.set_idle(idle)
+            if not idle:  # rounds stopped for a while: that was no device outage
+                self._last_round_at = None
+                self._reopens_seen = self.engine.reopens
 
     def _bridge_gap(
         self, call: int, call_audio: CallAudio, since_s: float, nbytes: int, now: float
@@ -155,6 +192,12 @@ class HandsetAudio:
             merged.update(self.call_audio.stats.as_dict())
         merged["device_gaps_bridged_ms"] = round(self.gaps_bridged_ms)
         return merged
+
+
+def peak(pcm: bytes) -> int:
+    """The largest sample magnitude of 16-bit `pcm`."""
+    samples = numpy.frombuffer(pcm, dtype="<i2").astype(numpy.int32)
+    return int(numpy.abs(samples).max()) if len(samples) else 0
 
 
 def scaled(pcm: bytes, gain: float) -> bytes:

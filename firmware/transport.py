@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from vomp.events import Event
+from vomp.events import AudioFrameReceived, Event
 from vomp.node import BROADCAST, Node
 
 SERVAL_PORT = 4110
@@ -66,6 +66,9 @@ class NodeProtocol(asyncio.DatagramProtocol):
         self.broadcast_address = broadcast_address
         self.clock = clock
         self.events: asyncio.Queue[Event] = asyncio.Queue()
+        self.audio_sink: Callable[[AudioFrameReceived], object] | None = None
+        """Where received audio frames go, at once, instead of the event queue: 50 a second
+        per call, each would otherwise cost a task wake-up before it reaches the jitter buffer."""
         self._transport: asyncio.DatagramTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -128,7 +131,10 @@ class NodeProtocol(asyncio.DatagramProtocol):
             except OSError as exc:
                 self.error_received(exc)
         while (event := self.node.next_event()) is not None:
-            self.events.put_nowait(event)
+            if self.audio_sink is not None and type(event) is AudioFrameReceived:
+                self.audio_sink(event)
+            else:
+                self.events.put_nowait(event)
         when = self.node.next_timer()
         if when is None or when == self._timer_at:
             return

@@ -140,11 +140,11 @@ def _root_tree(repo: Path, base_dir: Path, work: Path) -> tuple[Path, tuple[str,
         shutil.copyfile(FIRSTBOOT, firstboot)
         firstboot.chmod(0o755)
         if (repo / SYSTEMD_INSTALL).exists():
-            subprocess.run([str(repo / SYSTEMD_INSTALL), str(tree)], check=True)
+            progress.quiet([str(repo / SYSTEMD_INSTALL), str(tree)])
         else:
             progress.log(f"  {SYSTEMD_INSTALL} is not in this tree yet: no handset.service")
-        subprocess.run(["systemd-sysusers", f"--root={tree}"], check=True)
-        units = ["handset-firstboot.service"]
+        progress.quiet(["systemd-sysusers", f"--root={tree}"])
+        units = ["handset-firstboot.service", "handset-boot-report.service"]
         if (tree / "usr/lib/systemd/system/handset.service").exists() or (
             tree / "etc/systemd/system/handset.service"
         ).exists():
@@ -188,20 +188,18 @@ def _disk_image(tree: Path, work: Path, img: Path) -> None:
     root = work / "root.ext4"
     fat_mib = ROOT_START_MIB - FAT_START_MIB
     with progress.phase(f"boot partition (FAT32, {fat_mib} MiB)"):
-        subprocess.run(
-            ["mkfs.vfat", "-C", "-F", "32", "-n", "RASPIFIRM", str(fat), str(fat_mib * 1024)],
-            check=True,
-            stdout=subprocess.DEVNULL,
+        progress.quiet(
+            ["mkfs.vfat", "-C", "-F", "32", "-n", "RASPIFIRM", str(fat), str(fat_mib * 1024)]
         )
         entries = sorted(str(p) for p in firmware.iterdir())
         subprocess.run(["mcopy", "-s", "-p", "-m", "-i", str(fat), *entries, "::/"], check=True)
         for entry in firmware.iterdir():  # the partition is mounted over this directory
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-        subprocess.run(["fsck.vfat", "-n", str(fat)], check=True, stdout=subprocess.DEVNULL)
+        progress.quiet(["fsck.vfat", "-n", str(fat)])
     used_mib = _used_mib(tree)
     root_mib = used_mib + used_mib // 8 + ROOT_SPARE_MIB
     with progress.phase(f"root partition (ext4, {root_mib} MiB for {used_mib} MiB of files)"):
-        subprocess.run(
+        progress.quiet(
             [
                 "mkfs.ext4",
                 "-q",
@@ -215,9 +213,8 @@ def _disk_image(tree: Path, work: Path, img: Path) -> None:
                 str(root),
                 f"{root_mib}M",
             ],
-            check=True,
         )
-        subprocess.run(["e2fsck", "-fn", str(root)], check=True, stdout=subprocess.DEVNULL)
+        progress.quiet(["e2fsck", "-fn", str(root)])
     with progress.phase("disk image (msdos table, partitions copied in)"):
         tmp = img.with_name(img.name + ".tmp")
         tmp.unlink(missing_ok=True)

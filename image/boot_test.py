@@ -52,8 +52,11 @@ authorized_keys = ["{TEST_KEY}"]
 hostname = "{TEST_HOSTNAME}"
 wifi_country = "DE"
 """
-MULTI_USER = re.compile(r"Reached target .*Multi-User System")
-HANDSET_READY = re.compile(r"Started handset\.service")
+# Printed by the image's handset-boot-report.service (rootfs/usr/lib/handset-image/boot-report).
+BOOT_REPORT = re.compile(
+    r"handset-image: multi-user reached at ([0-9.]+) s; (.*?); failed units: (.*)$", re.MULTILINE
+)
+HANDSET_READY = re.compile(r"handset\.service READY at ([0-9.]+) s")
 FIRSTBOOT_LINES = (
     re.compile(r"handset-firstboot: root partition \S+ grown"),
     re.compile(r"handset-firstboot: SSH host keys generated"),
@@ -205,19 +208,24 @@ def run(repo: Path, timeout: float = 900) -> Result:
 
     try:
         with progress.phase(f"boot to multi-user (console: {result.console_log})"):
-            console.wait_for(MULTI_USER, left())
-            result.milestones["multi_user"] = console.elapsed()
+            report = console.wait_for(BOOT_REPORT, left())
+            result.milestones["host_multi_user"] = console.elapsed()
+            result.milestones["guest_multi_user"] = float(report.group(1))
+            if report.group(3).strip() != "none":
+                raise RuntimeError(f"units failed during the boot: {report.group(3).strip()}")
         with progress.phase("first boot: root grown, host keys, hostname, diag key"):
             for line in FIRSTBOOT_LINES:
                 console.wait_for(line, left())
         if "handset.service" in built.units:
             with progress.phase("handset.service READY"):
-                console.wait_for(HANDSET_READY, left())
-                result.milestones["handset_ready"] = console.elapsed()
+                ready = HANDSET_READY.search(report.group(2))
+                if not ready:
+                    raise RuntimeError(f"not READY when the boot finished: {report.group(2)}")
+                result.milestones["guest_handset_ready"] = float(ready.group(1))
             with progress.phase("diagnostics shell on the serial console"):
                 check_diag_shell(console, left)
         else:
-            progress.log("no handset.service in this image yet: READY and diag checks skipped")
+            progress.log("no handset.service in this image: READY and diag checks skipped")
     except RuntimeError as err:
         tail = console.text.splitlines()[-30:]
         raise progress.PhaseFailed(
@@ -225,8 +233,10 @@ def run(repo: Path, timeout: float = 900) -> Result:
         ) from err
     finally:
         console.close()
-    for name, seconds in result.milestones.items():
-        progress.log(f"{name}: {seconds:.1f} s after QEMU started")
+    progress.log(
+        "; ".join(f"{name} {seconds:.1f} s" for name, seconds in result.milestones.items())
+        + " (host_: since QEMU started; guest_: the guest's uptime)"
+    )
     return result
 
 

@@ -63,6 +63,15 @@ def run_logged(argv: list[str], logfile: Path, show: tuple[str, ...] = ()) -> No
         raise subprocess.CalledProcessError(returncode, argv)
 
 
+def quiet(argv: list[str], stdin: bytes | None = None, **kwargs) -> None:
+    """Run a short command, showing its output only when it fails."""
+    done = subprocess.run(argv, input=stdin, capture_output=True, check=False, **kwargs)
+    if done.returncode != 0:
+        output = (done.stdout + done.stderr).decode(errors="replace").splitlines()[-25:]
+        sys.stderr.write("\n".join(f"    | {line}" for line in output) + "\n")
+        raise subprocess.CalledProcessError(done.returncode, argv)
+
+
 def _command(cmd: object) -> str:
     if isinstance(cmd, list | tuple):
         return " ".join(str(part) for part in cmd[:3]) + (" ..." if len(cmd) > 3 else "")

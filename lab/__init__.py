@@ -1,4 +1,4 @@
-"""The test lab: simulated networks, network namespaces, virtual sound cards and peer programs.
+"""The test lab: simulated networks, network namespaces, virtual sound cards, handset daemons.
 
 Shared by tests/, bench/ and the VM bench; not part of the product (the wheel ships only vomp,
 hw and firmware). Importable from the repository root: pytest puts it on the path, and

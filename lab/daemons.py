@@ -67,6 +67,7 @@ class Daemon:
     number: str
     directory: Path
     process: subprocess.Popen[bytes] = field(repr=False)
+    namespace: str | None = None
 
     @property
     def socket(self) -> Path:
@@ -210,7 +211,7 @@ def start_daemon(
         env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
     )
     log.close()
-    daemon = Daemon(name, number, directory, process)
+    daemon = Daemon(name, number, directory, process, namespace)
     deadline = time.monotonic() + start_timeout
     while not daemon.socket.exists():
         if process.poll() is not None or time.monotonic() > deadline:

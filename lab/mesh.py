@@ -84,6 +84,19 @@ def bridge_rx_bytes(bridge_ns: str) -> int:
         return int(link.get_attr("IFLA_STATS64")["rx_bytes"])
 
 
+def bridge_port_rx_bytes(bridge_ns: str) -> int:
+    """Bytes the bridge received on its node ports: every frame any node sent, once, broadcast
+    and unicast alike (what the nodes put on the air)."""
+    from pyroute2 import NetNS
+
+    total = 0
+    with NetNS(bridge_ns) as br:
+        for link in br.get_links():
+            if link.get_attr("IFLA_IFNAME", "").startswith("v"):
+                total += int(link.get_attr("IFLA_STATS64")["rx_bytes"])
+    return total
+
+
 @dataclass
 class MeshDaemon:
     number: str
@@ -134,10 +147,13 @@ socket = "{directory / "control.sock"}"
 """
 
 
-def start_daemon(namespace: str, directory: Path, number: str) -> MeshDaemon:
+def start_daemon(
+    namespace: str, directory: Path, number: str, config_text: str | None = None
+) -> MeshDaemon:
+    """`handset daemon` in `namespace` with `config_text` (default: daemon_config's)."""
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "handset.toml"
-    config.write_text(daemon_config(directory, number))
+    config.write_text(config_text or daemon_config(directory, number))
     log = (directory / "daemon.log").open("wb")
     process = subprocess.Popen(
         ["ip", "netns", "exec", namespace, HANDSET, "daemon", "--config", str(config)],
@@ -186,13 +202,17 @@ class ProcessSample:
 
 
 def sample_processes(pids: list[int]) -> ProcessSample:
-    """CPU time (user + system) and resident memory summed over `pids` (gone ones count 0)."""
-    tick = os.sysconf("SC_CLK_TCK")
+    """CPU time and resident memory summed over `pids` (gone ones count 0).
+
+    CPU time is the scheduler's own account of each thread's time on a CPU, in nanoseconds
+    (/proc/PID/task/TID/schedstat): /proc's utime/stime count 10 ms ticks, too coarse for a
+    process that runs a few hundred microseconds at a time."""
     cpu, rss = 0.0, 0
     for pid in pids:
         with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            cpu += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    cpu += int((task / "schedstat").read_text().split()[0]) / 1e9
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     rss += int(line.split()[1])

@@ -234,6 +234,28 @@ def in_call(call: int | None = None) -> Callable[[Event], bool]:
     return predicate
 
 
+# A lookup lasts 3 s by default (servald's); Python under TCG may need longer for the first
+# key exchange with a peer two hops away, so the bench's lookups keep asking, as a user would.
+LOOKUP_S = 15.0
+
+
+async def look_up(handset: Handset, number: str, timeout: float = 90) -> DnaAnswer:
+    """Look `number` up over the mesh, asking again each LOOKUP_S until `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        handset.protocol.command(lambda n, now: n.lookup(number, now, timeout=LOOKUP_S))
+        try:
+            return await handset.wait_for(
+                lambda e: isinstance(e, DnaAnswer) and e.did == number, "DNA answer", LOOKUP_S
+            )
+        except AssertionError:
+            if time.monotonic() > deadline:
+                counters = dict(handset.node.counters)
+                raise AssertionError(
+                    f"no DNA answer for {number} within {timeout:.0f} s; counters {counters}"
+                ) from None
+
+
 class Call:
     """A call between two handsets with both talking: `caller_call` and `callee_call` are each
     side's call id; `sent_*` the sequence numbers each side sent."""
@@ -251,10 +273,7 @@ class Call:
     @classmethod
     async def place(cls, caller: Handset, callee: Handset) -> Call:
         """Look the callee's number up over the mesh, dial its SID, wait until both talk."""
-        caller.protocol.command(lambda n, now: n.lookup(callee.number, now))
-        answer = await caller.wait_for(
-            lambda e: isinstance(e, DnaAnswer) and e.did == callee.number, "DNA answer"
-        )
+        answer = await look_up(caller, callee.number)
         assert answer.sid == callee.node.sid
         caller_call = caller.protocol.command(lambda n, now: n.dial(answer.sid, now))
         await caller.wait_for(in_call(caller_call), "INCALL at the caller")

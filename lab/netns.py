@@ -1,22 +1,15 @@
-"""A two-handset network lab: namespaces on a bridge, and handset processes inside them.
+"""Network namespaces on one bridge, for handsets (lab/daemons.py) and the audio-call lab.
 
-Used by tests/test_netns_call.py and bench/netns_call_bench.py. Needs root. Every name carries
-the process id, so parallel runs do not collide, and everything is removed afterwards.
+Needs root. Every name carries the process id, so parallel runs do not collide, and everything
+is removed afterwards.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import random
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parent.parent
-PEER = Path(__file__).resolve().parent / "netns_peer.py"
 
 
 @contextlib.contextmanager
@@ -67,30 +60,3 @@ def bridged_namespaces(
         for name in names.values():
             with contextlib.suppress(OSError):
                 netns.remove(name)
-
-
-def start_peer(namespace: str, role: str, seed: bytes, number: str, *extra: str):
-    command = ["ip", "netns", "exec", namespace, sys.executable, str(PEER), role]
-    command += ["--seed", seed.hex(), "--number", number, "--interface", "eth0", *extra]
-    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def result_of(process) -> dict:
-    try:
-        out, err = process.communicate(timeout=40)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        out, err = process.communicate()
-    lines = out.decode().strip().splitlines()
-    assert lines, f"peer printed nothing; stderr:\n{err.decode()[-3000:]}"
-    result = json.loads(lines[-1])
-    assert "error" not in result, f"{result['error']}; stderr:\n{err.decode()[-3000:]}"
-    return result
-
-
-def call_between_namespaces(ns_a: str, ns_b: str) -> tuple[dict, dict]:
-    """A caller in ns_a looks up and calls a callee in ns_b; returns both peers' reports."""
-    rng = random.Random(os.getpid())
-    callee = start_peer(ns_b, "callee", rng.randbytes(32), "5552002")
-    caller = start_peer(ns_a, "caller", rng.randbytes(32), "5552001", "--call", "5552002")
-    return result_of(caller), result_of(callee)

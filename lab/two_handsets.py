@@ -1,12 +1,14 @@
 """A two-handset call on the virtual bench: namespaces, paced sound cards, instruments.
 
-Handset A and B each run as their own process (lab/handset_call_peer.py) in their own
-network namespace, joined by a bridge, over real UDP. One jackd (dummy driver, real-time
-pacing) gives each handset its own capture and playback PCM. A player feeds A's microphone;
-a two-channel recorder hears the player on channel 0 and B's earpiece on channel 1, in the
-same JACK cycle, so the delay between them is mouth-to-ear, exactly.
+Handset A and B are `handset daemon`s (alsa backend), each in its own network namespace,
+joined by a bridge, over real UDP, driven through the `handset` CLI (lab/daemons.py). One
+jackd (dummy driver, real-time pacing) gives each handset its own capture and playback PCM.
+A player feeds A's microphone; a two-channel recorder hears the player on channel 0 and B's
+earpiece on channel 1, in the same JACK cycle, so the delay between them is mouth-to-ear,
+exactly.
 
-Used by tests/test_netns_handset_call.py and bench/m2e_bench.py.
+Used by tests/test_netns_handset_call.py and bench/m2e_bench.py, call_cpu_bench.py and
+xrun_bench.py.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from __future__ import annotations
 import json
 import os
 import random
-import subprocess
-import sys
+import signal
 import tempfile
+import time
 from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab.daemons import Daemon, peers_found, phone_in, start_daemon
 from lab.netns import bridged_namespaces
 from lab.virtual_audio import (
     JackServer,
@@ -32,8 +35,6 @@ from lab.virtual_audio import (
     jack_pcm_conf,
 )
 
-REPO = Path(__file__).resolve().parent.parent
-PEER = Path(__file__).resolve().parent / "handset_call_peer.py"
 RATE = 16000
 CLICK_EVERY_S = 0.25
 
@@ -63,57 +64,71 @@ class CallResult:
     """When (in the recording) the caller's call began, roughly: its first heard click."""
 
 
-def _peer(
-    namespace: str,
-    role: str,
-    seed: bytes,
-    number: str,
-    capture: str,
-    playback: str,
-    extra: list[str],
-) -> subprocess.Popen[bytes]:
-    command = [
-        "ip",
-        "netns",
-        "exec",
-        namespace,
-        sys.executable,
-        str(PEER),
-        role,
-        "--seed",
-        seed.hex(),
-        "--number",
-        number,
-        "--interface",
-        "eth0",
-        "--capture",
-        capture,
-        "--playback",
-        playback,
-        *extra,
-    ]
-    return subprocess.Popen(
-        command,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+def _config(directory: Path, number: str, capture: str, playback: str, audio: str) -> str:
+    return f"""\
+[handset]
+number = "{number}"
+state_dir = "{directory / "state"}"
+
+[mesh]
+mode = "unmanaged"
+interface = "eth0"
+
+[audio]
+backend = "alsa"
+capture = "{capture}"
+playback = "{playback}"
+{audio}
+[control]
+socket = "{directory / "control.sock"}"
+"""
 
 
-def _result(process: subprocess.Popen[bytes], timeout: float) -> dict:
-    try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        out, err = process.communicate()
-    lines = out.decode().strip().splitlines()
-    if not lines:
-        raise AssertionError(f"handset printed nothing; stderr:\n{err.decode()[-3000:]}")
-    result = json.loads(lines[-1])
-    if "error" in result:
-        raise AssertionError(f"{result['error']}; stderr:\n{err.decode()[-3000:]}")
-    return result
+def _cpu_seconds(daemon: Daemon) -> tuple[float, float]:
+    """CPU (user + system) so far of the daemon's process and of its engine process."""
+    fields = Path(f"/proc/{daemon.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own, json.loads(daemon.cli("audio", "--json").stdout)["engine_cpu_s"]
+
+
+def _talk(caller: Daemon, callee: Daemon, seconds: float, kill_engine_after: float) -> list[dict]:
+    """Dial, answer, talk for `seconds`, hang up; each side's statistics and CPU."""
+    caller.cli("dial", callee.number)
+    callee.wait_for("the ring", phone_in("ringing in"), timeout=30)
+    callee.cli("answer")
+    for daemon in (caller, callee):
+        daemon.wait_for("the call", phone_in("in call"), timeout=30)
+    started = [_cpu_seconds(d) for d in (caller, callee)]
+    began = time.monotonic()
+    if kill_engine_after:
+        # The sound card's process dies mid-call (a crash, or a driver hang cut short).
+        time.sleep(kill_engine_after)
+        os.kill(json.loads(caller.cli("audio", "--json").stdout)["engine_pid"], signal.SIGKILL)
+        time.sleep(seconds - kill_engine_after)
+    else:
+        time.sleep(seconds)
+    wall = time.monotonic() - began
+    results = []
+    for daemon, (main_start, engine_start) in zip((caller, callee), started, strict=True):
+        main_end, engine_end = _cpu_seconds(daemon)
+        main = 100.0 * (main_end - main_start) / wall
+        engine = 100.0 * (engine_end - engine_start) / wall
+        results.append(
+            {
+                "stats": json.loads(daemon.cli("audio", "--json").stdout)["stats"],
+                "cpu_percent_main": main,
+                "cpu_percent_engine": engine,
+                "cpu_percent": main + engine,
+                "call_seconds": wall,
+            }
+        )
+    caller.cli("hangup")
+    ended = callee.wait_for("the hang-up", phone_in("ended"), timeout=30)
+    for daemon, result in zip((caller, callee), results, strict=True):
+        status = ended if daemon is callee else daemon.status()
+        result["timed_out"] = "timeout" in status["phone"]["last_end"]
+        result["counters"] = status["counters"]
+    return results
 
 
 def run_call(
@@ -127,9 +142,13 @@ def run_call(
 ) -> CallResult:
     """Place one call A -> B with a click train into A's microphone for `seconds`. A click is
     matched to its arrival only within 0.8 x `click_every_s`, so space clicks wider than
-    the longest delay the test must see."""
+    the longest delay the test must see. `codecs="servald"`: both offer only what servald
+    decodes (µ-law, plain Opus), as a call with a servald peer."""
     tag = f"hs{os.getpid()}r{random.randrange(1000)}"
     server = JackServer()
+    audio = f"period_ms = {1000 * period_frames // RATE}\nprefill_periods = {prefill}\n" + (
+        'codecs = ["opus", "mulaw"]\n' if codecs == "servald" else ""
+    )
     with tempfile.TemporaryDirectory() as tmp, bridged_namespaces("ac", "10.78") as (ns_a, ns_b):
         conf = Path(tmp) / "jack.conf"
         conf.write_text(bench_conf(tag))
@@ -141,6 +160,7 @@ def run_call(
             "player", click_train(RATE, click_every_s, click_every_s, 0.0), loop=True
         )
         recorder = PcmRecorder("recorder", channels=2)
+        daemons: list[Daemon] = []
         try:
             player.start()
             player.started_event.wait(5)
@@ -148,37 +168,22 @@ def run_call(
             recorder.started_event.wait(5)
             if player.error or recorder.error:
                 raise AssertionError(f"instruments failed: {player.error or recorder.error}")
-            rng = random.Random(os.getpid())
-            # --seconds also sets the callee's patience: it waits that long for the hang-up
-            extra = [
-                "--period-frames",
-                str(period_frames),
-                "--prefill",
-                str(prefill),
-                "--seconds",
-                str(seconds),
-                "--codecs",
-                codecs,
-            ]
-            callee = _peer(ns_b, "callee", rng.randbytes(32), "5553002", "hbcap", "hbplay", extra)
-            caller = _peer(
-                ns_a,
-                "caller",
-                rng.randbytes(32),
-                "5553001",
-                "hacap",
-                "haplay",
-                [
-                    *extra,
-                    "--call",
-                    "5553002",
-                    "--kill-engine-after",
-                    str(kill_engine_after),
-                ],
-            )
-            caller_result = _result(caller, seconds + 60)
-            callee_result = _result(callee, 30)
+            for name, namespace, number, capture, playback in (
+                ("a", ns_a, "5553001", "hacap", "haplay"),
+                ("b", ns_b, "5553002", "hbcap", "hbplay"),
+            ):
+                directory = Path(tmp) / name
+                directory.mkdir()
+                text = _config(directory, number, capture, playback, audio)
+                daemons.append(
+                    start_daemon(name, number, directory, namespace=namespace, config=text)
+                )
+            for daemon in daemons:
+                daemon.wait_for("a neighbour", peers_found(1), timeout=30)
+            caller_result, callee_result = _talk(*daemons, seconds, kill_engine_after)
         finally:
+            for daemon in daemons:
+                daemon.stop()
             for thread in (player, recorder):
                 thread.stop_event.set()
             for thread in (player, recorder):

@@ -283,3 +283,15 @@ def test_a_sender_resuming_behind_the_concealed_slots_counts_a_resync():
     out = [jb.pull(1.01 + i * 0.02) for i in range(10)]
     assert [played(p) for p in out if p.action is Action.PLAY][:1] == [3 * F]
     assert jb.stats.resyncs == 1
+
+
+def test_a_surplus_under_a_frame_is_trimmed_off_in_quiet_moments():
+    jb = JitterBuffer()
+    for n in range(3):
+        jb.put(n * F, frame(n * F), (n * F + 5) / 1000)
+    assert jb.pull(0.007).action is Action.PLAY  # starts on target: no surplus
+    first = jb.pull(0.039)  # 12 ms later than the target: a surplus under a frame
+    assert first.action is Action.PLAY
+    assert jb.trim_ms(0.039, 5) == 5  # one period of the 12 ms is kept; whole periods go
+    assert jb.trim_ms(0.040, 5) == 0  # at most once per shrink interval
+    assert jb.stats.trimmed_ms == 5

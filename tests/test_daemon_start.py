@@ -92,3 +92,24 @@ def test_first_start_creates_the_identity_and_answers_status_then_stops_on_sigte
     assert not sock.exists()
     gone = client("status", sock=sock)
     assert gone.returncode == 69 and "is the daemon running?" in gone.stderr
+
+
+def test_the_echo_self_test_puts_the_microphone_in_the_earpiece(tmp_path):
+    from lab.daemons import config_text, read_wav, start_daemon, strongest_frequency, write_tone
+
+    tone = tmp_path / "microphone.wav"
+    write_tone(tone, 800.0)
+    text = config_text(tmp_path, "5551234", interface="lo", tone=tone)
+    text = text.replace('name = "handset 5551234"', f"port = {free_udp_port()}")
+    daemon = start_daemon("echo", "5551234", tmp_path, config=text)
+    try:
+        deadline = time.monotonic() + 20
+        while not daemon.output.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)  # the engine process creates it once it runs
+        before = len(read_wav(daemon.output))
+        result = json.loads(daemon.cli("test", "echo", "--json").stdout)
+        echoed = read_wav(daemon.output)[before:]
+    finally:
+        daemon.stop()
+    assert result["what"] == "echo" and result["microphone_peak"] > 7000
+    assert abs(strongest_frequency(echoed) - 800.0) < 15

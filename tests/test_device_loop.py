@@ -26,7 +26,9 @@ def period(n: int) -> bytes:
 
 
 class Harness:
-    def __init__(self, card: FakeCard, consumer_room: int = 1000) -> None:
+    def __init__(
+        self, card: FakeCard, consumer_room: int = 1000, wait_for_reply=None, idle=lambda: False
+    ) -> None:
         backend = FakeBackend(card)
         self.card = card
         self.delivered: list[bytes] = []
@@ -40,6 +42,8 @@ class Harness:
             self.deliver,
             self.fetch,
             self.clock,
+            wait_for_reply,
+            idle,
         )
 
     def deliver(self, data: bytes) -> bool:
@@ -206,3 +210,46 @@ def test_counters_left_half_written_by_a_killed_engine_can_still_be_read():
     struct.pack_into("<q", shared._map, 0, 3)  # the writer died between its two stores
     assert shared.read().periods == 41
     os.close(fd)
+
+
+def test_a_reply_that_comes_while_the_loop_waits_is_played_in_the_same_period():
+    card = FakeCard(capture_periods=deque(period(n) for n in range(5)))
+    waits: list[float] = []
+
+    def call_path_answers(seconds: float) -> None:
+        waits.append(seconds)
+        harness.to_play += harness.delivered[-1]  # the call path's echo of what it was given
+
+    harness = Harness(card, wait_for_reply=call_path_answers)
+    harness.loop.prime()
+    for _ in range(5):
+        harness.loop.run_period()
+    assert card.played[SETTINGS.playback_prefill_periods :] == [period(n) for n in range(5)]
+    assert waits and all(0 < w < SETTINGS.period_ms / 1000 for w in waits)
+    assert harness.loop.counters.playback_starved == 0
+
+
+def test_without_a_reply_in_time_the_answer_plays_a_period_later():
+    card = FakeCard(capture_periods=deque(period(n) for n in range(5)))
+    harness = Harness(card, wait_for_reply=lambda seconds: None)  # the wait times out
+    harness.loop.prime()
+    for _ in range(5):
+        harness.loop.run_period()
+        harness.to_play += harness.delivered[-1]  # the answer comes after the write
+    prefill = SETTINGS.playback_prefill_periods
+    assert card.played[prefill:] == [SILENCE] + [period(n) for n in range(4)]
+
+
+def test_while_the_call_path_is_idle_nothing_is_handed_over_and_silence_is_no_starvation():
+    card = FakeCard(capture_periods=deque(period(n) for n in range(6)))
+    idle = [True]
+    harness = Harness(card, idle=lambda: idle[0])
+    harness.loop.prime()
+    for _ in range(3):
+        harness.loop.run_period()
+    assert harness.delivered == []
+    assert card.played[SETTINGS.playback_prefill_periods :] == [SILENCE] * 3
+    assert harness.loop.counters.playback_starved == 0
+    idle[0] = False
+    harness.loop.run_period()
+    assert harness.delivered == [period(3)]

@@ -21,6 +21,8 @@ class StandInEngine:
     played: list[bytes] = field(default_factory=list)
     reopens: int = 0
     capture_fd: int = -1
+    idle: list[bool] = field(default_factory=list)
+    """What the handset told the engine, in order."""
 
     def read_capture(self) -> bytes:
         return self.captured.pop(0) if self.captured else b""
@@ -31,6 +33,9 @@ class StandInEngine:
 
     def stats(self) -> EngineStats:
         return EngineStats(reopens=self.reopens)
+
+    def set_idle(self, idle: bool) -> None:
+        self.idle.append(idle)
 
 
 class Harness:
@@ -102,3 +107,17 @@ def test_statistics_merge_the_device_and_the_call():
     assert {"device_reopens", "device_xruns", "frames_sent", "jitter_ms"} <= set(stats)
     final = h.audio.end_call()
     assert final["codec_sent"] == OPUS and h.audio.call_audio is None
+
+
+def test_the_engine_is_told_to_stop_handing_audio_over_while_nothing_needs_it():
+    h = Harness()
+    h.round()  # no call, tone or beep: the first round finds the call path idle
+    assert h.engine.idle == [True]
+    h.audio.key_pressed("5")
+    assert h.engine.idle == [True, False]
+    while h.audio._keypad is not None:
+        h.round()
+    assert h.engine.idle == [True, False, True]
+    h.audio.start_call(1, (OPUS_REDUNDANT,))
+    h.audio.end_call()
+    assert h.engine.idle == [True, False, True, False, True]

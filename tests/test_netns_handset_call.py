@@ -1,7 +1,7 @@
 """Issue 3's headline: speech into one handset's microphone comes out of the other's earpiece.
 
-Two whole handsets (Node + asyncio UDP transport + CallAudio + AudioEngine) in two network
-namespaces, each on its own paced sound card (jackd dummy driver through ALSA's jack plugin).
+Two `handset daemon`s (the alsa backend) in two network namespaces, each on its own paced
+sound card (jackd dummy driver through ALSA's jack plugin), driven through the `handset` CLI.
 A click train is played into A's capture device; B's playback device is recorded in the same
 JACK cycle as the clicks, so each click's arrival is found and timed exactly. Delays are
 reported by bench/m2e_bench.py; here only the bound that says "this is a live call" is held.

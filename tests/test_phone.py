@@ -404,6 +404,8 @@ def test_keys_that_mean_nothing_are_ignored_and_counted():
 def test_settings_refuse_bad_keys_and_speed_dials():
     with pytest.raises(ValueError, match="call_key"):
         PhoneSettings(call_key="5")
+    with pytest.raises(ValueError, match="must differ"):
+        PhoneSettings(call_key="A", redial_key="A")
     with pytest.raises(ValueError, match="speed dial '1'"):
         PhoneSettings(speed_dials={"1": "12"})
 

@@ -13,7 +13,7 @@ import socket
 import pytest
 
 from firmware.transport import NodeProtocol, interface_broadcast, open_socket
-from vomp.events import DnaAnswer, PeerFound
+from vomp.events import AudioFrameReceived, DnaAnswer, PeerFound
 from vomp.identity import Identity
 from vomp.node import Node
 
@@ -67,3 +67,40 @@ def test_subnet_broadcast_is_derived_from_the_interface_address():
 def test_an_unknown_interface_is_named_in_the_error():
     with pytest.raises(ValueError, match="no network interface called 'nope0'"):
         interface_broadcast("nope0")
+
+
+class _EventsOnly:
+    """A node stand-in that only has events to hand out."""
+
+    def __init__(self, events: list) -> None:
+        self._events = list(events)
+
+    def datagrams_to_send(self, now: float) -> list:
+        return []
+
+    def next_event(self):
+        return self._events.pop(0) if self._events else None
+
+    def next_timer(self) -> None:
+        return None
+
+
+class _OpenTransport:
+    def is_closing(self) -> bool:
+        return False
+
+
+def test_audio_frames_go_straight_to_the_audio_sink_and_other_events_to_the_queue():
+    async def pump_once() -> tuple[list, list]:
+        frame = AudioFrameReceived(call=1, codec=0x70, time_ms=20, seq=1, payload=b"x")
+        found = PeerFound(sid=bytes(32), address=("10.0.0.1", 4110))
+        protocol = NodeProtocol(_EventsOnly([frame, found, frame]), ("127.0.0.1", 1))
+        heard: list = []
+        protocol.audio_sink = heard.append
+        protocol.connection_made(_OpenTransport())  # type: ignore[arg-type]
+        queued = [protocol.events.get_nowait() for _ in range(protocol.events.qsize())]
+        return heard, queued
+
+    heard, queued = asyncio.run(pump_once())
+    assert len(heard) == 2 and all(isinstance(e, AudioFrameReceived) for e in heard)
+    assert [type(e) for e in queued] == [PeerFound]

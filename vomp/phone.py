@@ -137,6 +137,12 @@ class PhoneSettings:
             key = getattr(self, name)
             if key and key not in KEYS - DIAL_KEYS - {"#"}:
                 raise ValueError(f"{name} = {key!r}: use one of A, B, C, D, or '' for none")
+        functions = [self.call_key, self.redial_key, self.mute_key, self.hang_up_key]
+        used = [key for key in functions if key]
+        if len(used) != len(set(used)):
+            raise ValueError(
+                f"call_key, redial_key, mute_key and hang_up_key must differ, got {functions}"
+            )
         for name in ("volume_down_key", "volume_up_key"):
             key = getattr(self, name)
             if key and key not in KEYS:

@@ -62,6 +62,9 @@ class DeviceCounters:
 _LAYOUT = struct.Struct(f"<q{len(DeviceCounters.names())}q")  # sequence number, then counters
 _SEQUENCE = struct.Struct("<q")
 SHM_SIZE = mmap.PAGESIZE
+_IDLE_AT = SHM_SIZE - 8
+"""The one word the parent writes: nonzero while the call path wants no audio (no call, tone or
+beep). It lies outside the counters, so a fresh engine process finds it as the parent left it."""
 
 
 class SharedCounters:
@@ -90,3 +93,11 @@ class SharedCounters:
 
     def clear(self) -> None:
         self._map[: _LAYOUT.size] = bytes(_LAYOUT.size)
+
+    def set_call_path_idle(self, idle: bool) -> None:
+        """(Parent) Whether the call path wants captured audio and sends playback."""
+        _SEQUENCE.pack_into(self._map, _IDLE_AT, int(idle))
+
+    def call_path_idle(self) -> bool:
+        """(Engine) Read once a period: an idle call path is not woken, silence plays."""
+        return _SEQUENCE.unpack_from(self._map, _IDLE_AT)[0] != 0

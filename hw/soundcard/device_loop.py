@@ -2,12 +2,15 @@
 
 The capture read blocks until a period is in, so the sound card's clock sets the pace of the
 whole handset. Each captured period is handed on without waiting (a full consumer costs a
-counted drop, never a stall), then exactly one period is written to playback: queued call
-audio if there is a whole period of it, else silence. Playback stays `prefill` periods
-ahead of the hardware, which is the cushion that scheduling jitter eats into; anything queued
-beyond `max_queued_periods` is old audio that would only add delay, so it is dropped. One late
-handoff leaves a period queued for good (one in, one out after that); so when a whole
-window of periods never ran the queue dry, one period is dropped to win that delay back.
+counted drop, never a stall); the call path answers each with a period of playback, and the
+loop waits a bounded part of a period (`reply_wait_periods`) for that answer, so that it is
+written in the same period rather than the next, a period less delay. Then exactly one period
+is written to playback: queued call audio if there is a whole period of it, else silence.
+Playback stays `prefill` periods ahead of the hardware, which is the cushion that scheduling
+jitter eats into; anything queued beyond `max_queued_periods` is old audio that would only add
+delay, so it is dropped. One late handoff leaves a period queued for good (one in, one out
+after that); so when a whole window of periods never ran the queue dry, one period is dropped
+to win that delay back.
 """
 
 from __future__ import annotations
@@ -30,17 +33,25 @@ class DeviceLoop:
         deliver: Callable[[bytes], bool],
         fetch: Callable[[], bytes],
         clock_ns: Callable[[], int],
+        wait_for_reply: Callable[[float], object] | None = None,
+        call_path_idle: Callable[[], bool] = lambda: False,
     ) -> None:
+        """`wait_for_reply(seconds)` returns once the call path's answer can be fetched or
+        the time is up; without it the loop never waits. While `call_path_idle()`, captured
+        periods are not handed over and the silence played is not counted as starvation."""
+        self._call_path_idle = call_path_idle
         self._capture = capture
         self._playback = playback
         self._deliver = deliver
         self._fetch = fetch
+        self._wait_for_reply = wait_for_reply
         self._clock_ns = clock_ns
         frame_bytes = settings.channels * 2
         playback_frames = getattr(playback, "period_frames", settings.period_frames)
         self._period_bytes = playback_frames * frame_bytes
         capture_frames = getattr(capture, "period_frames", settings.period_frames)
         self._late_ns = int(2e9 * capture_frames / settings.rate)  # two periods: audibly late
+        self._reply_wait_s = settings.reply_wait_periods * capture_frames / settings.rate
         self._prefill = settings.playback_prefill_periods
         self._max_queued = settings.max_queued_periods * self._period_bytes
         self._queued = bytearray()
@@ -74,8 +85,13 @@ class DeviceLoop:
             counters.capture_xruns += 1
             return
         counters.periods += 1
-        if captured and not self._deliver(captured):
-            counters.capture_dropped += 1
+        idle = self._call_path_idle()
+        if captured and not idle:
+            if self._deliver(captured):
+                if self._wait_for_reply is not None and len(self._queued) < self._period_bytes:
+                    self._wait_for_reply(self._reply_wait_s)
+            else:
+                counters.capture_dropped += 1
         self._queued += self._fetch()
         excess = len(self._queued) - self._max_queued
         if excess > 0:
@@ -87,7 +103,7 @@ class DeviceLoop:
             del self._queued[: self._period_bytes]
         else:
             period = bytes(self._period_bytes)
-            counters.playback_starved += 1
+            counters.playback_starved += not idle
         self._settle()
         if self._playback.write(period) is XRUN:
             counters.playback_xruns += 1

@@ -51,6 +51,11 @@ class PcmSettings:
     max_queued_periods: int = 2
     """Call audio waiting in the engine beyond this is old and only adds delay: it is dropped.
     Two periods absorb one late handoff from the call path without growing the delay."""
+    reply_wait_periods: float = 0.4
+    """How long (in periods) the engine waits, after handing a captured period over, for the
+    call path's period of playback. A reply in time is written in the same period and plays
+    a period sooner; a later one is queued for the next period, as if there were no wait. The
+    wait eats into the cushion's slack, so it stays well under one period."""
 
     def __post_init__(self) -> None:
         period_ms = self.period_ms
@@ -67,6 +72,10 @@ class PcmSettings:
                 f"{self.periods - 1} (fewer than the {self.periods} periods in the buffer)"
             )
 
+        if not 0.0 <= self.reply_wait_periods < 1.0:
+            raise ValueError(
+                f"reply_wait_periods={self.reply_wait_periods} must be 0 (no wait) up to 1"
+            )
         if self.max_queued_periods < 1:
             raise ValueError(f"max_queued_periods={self.max_queued_periods} must be at least 1")
 

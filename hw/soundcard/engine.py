@@ -163,6 +163,11 @@ class AudioEngine:
                 self._stats.playback_refused += 1
         return written == len(pcm)
 
+    def set_idle(self, idle: bool) -> None:
+        """While idle (no call, tone or beep) the engine plays silence on its own and hands
+        nothing over, so the call path is not woken every period for nothing."""
+        self._shared.set_call_path_idle(idle)
+
     # -- statistics
 
     @property
@@ -175,6 +180,12 @@ class AudioEngine:
             live = self._shared.read() if self._proc else DeviceCounters()
             device = live.continued_from(self._finished)
             return dataclasses.replace(self._stats, **dataclasses.asdict(device))
+
+    @property
+    def pid(self) -> int | None:
+        """The running engine process (None between a lost device and its reopen)."""
+        proc = self._proc
+        return proc.pid if proc is not None else None
 
     def process_cpu_seconds(self) -> float:
         """CPU time (user + system) of the running engine process, from /proc."""

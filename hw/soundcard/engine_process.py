@@ -16,6 +16,7 @@ import dataclasses
 import gc
 import json
 import os
+import select
 import signal
 import sys
 import time
@@ -90,7 +91,19 @@ def run_engine_process(settings: EngineSettings, capture_w: int, playback_r: int
             parent_gone = True
         return data
 
-    loop = DeviceLoop(capture, playback, settings.pcm, deliver, fetch, time.monotonic_ns)
+    def wait_for_reply(seconds: float) -> None:
+        select.select([playback_r], [], [], seconds)
+
+    loop = DeviceLoop(
+        capture,
+        playback,
+        settings.pcm,
+        deliver,
+        fetch,
+        time.monotonic_ns,
+        wait_for_reply,
+        shared.call_path_idle,
+    )
     loop.counters.realtime = int(realtime)
     loop.prime()
     gc.disable()  # the loop makes no reference cycles; a collection would only add jitter

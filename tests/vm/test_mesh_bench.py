@@ -30,12 +30,13 @@ from lab.mesh_calls import (
     first_address,
     identity,
     in_call,
+    look_up,
     note,
     talk,
     until,
 )
 from vmbench.guest import Bench, Node, in_guest
-from vomp.events import CallEnded, DnaAnswer
+from vomp.events import CallEnded
 
 ORIG_INTERVAL_MS = 250  # not the default, so the bench proves the genl write took effect
 
@@ -346,13 +347,8 @@ def test_the_ends_look_each_other_up_and_call_through_a_radio_reset(line):
             callee = await Handset.start(node2, all_managers[2], "5550102", answers=True)
 
             # DNA: each end looks the other's number up, two hops away.
-            caller.protocol.command(lambda n, now: n.lookup("5550102", now))
-            callee.protocol.command(lambda n, now: n.lookup("5550100", now))
-            found_callee = await caller.wait_for(
-                lambda e: isinstance(e, DnaAnswer) and e.did == "5550102", "DNA answer at node0"
-            )
-            found_caller = await callee.wait_for(
-                lambda e: isinstance(e, DnaAnswer) and e.did == "5550100", "DNA answer at node2"
+            found_callee, found_caller = await asyncio.gather(
+                look_up(caller, "5550102"), look_up(callee, "5550100")
             )
             assert found_callee.sid == callee.node.sid and found_caller.sid == caller.node.sid
 

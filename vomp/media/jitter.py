@@ -21,6 +21,8 @@ payload offers, caps it). Scattered losses need 1-2 frames; bursts need the deep
   moment is stretched by one frame. At or above target, a missing frame is lost.
 * Slow down: the quantile window forgets spikes after a few seconds, and the buffer removes at most
   one frame per `shrink_interval_ms`, in a quiet moment, only when a whole frame is surplus.
+  A surplus smaller than a frame (a stretch that overshot, or the start's phase) is won back by
+  the caller skipping that much of a quiet frame's sound (`trim_ms`), at the same rate.
 * Clock drift between the two sound cards shows up as transits creeping up or down against the
   pulls; the same steering removes or inserts frames in silence, so the delay does not grow.
 * Quiet moments come from the caller: `pull(now, quiet=True)` says the last frame played was
@@ -98,6 +100,8 @@ class JitterSettings:
     shrink_interval_ms: int = 500
     shrink_hysteresis_ms: float = 5.0
     force_shrink_ms: float = 100.0
+    trim_above_ms: float = 3.0
+    """A surplus of at least this much (and under a frame) is trimmed off in a quiet moment."""
     """Surplus delay so large that a frame is removed even in speech."""
     resync_ms: int = 2000
     """A frame this far from the playout point means the sender's clock jumped: start over."""
@@ -134,6 +138,7 @@ class JitterBuffer:
         self._last_shrink_ms = -1e18
         self._dry_ms = 0  # how long the buffer has been empty while playing
         self._frame_ms = self.settings.frame_ms
+        self._surplus_ms = 0.0
 
     # ----------------------------------------------------------------- input
     def put(self, media_time_ms: int, frame: EncodedFrame, now: float) -> None:
@@ -182,6 +187,7 @@ class JitterBuffer:
             return Playout(Action.SILENCE, self._frame_ms)
         assert self._next is not None
         surplus = (now_ms - self._next) - self._target_transit()
+        self._surplus_ms = surplus
         self._update_gauges(now_ms)
         frame = self._frames.get(self._next)
 
@@ -274,6 +280,27 @@ class JitterBuffer:
             if entry[1] == media_time_ms:
                 self._lost_slots.remove(entry)
                 return
+
+    def trim_ms(self, now: float, pull_every_ms: float) -> int:
+        """Whole ms of the quiet frame just pulled that the caller should skip (0: none).
+
+        For a surplus under a frame, which whole-frame shrinking cannot remove: skipping `n` ms
+        of sound makes later pulls come `n` ms sooner, so the surplus falls by `n`. Pulls come
+        every `pull_every_ms` (the caller's period), so the surplus is only known to within a
+        period: one period of it is kept, and only whole periods are skipped."""
+        now_ms = now * 1000
+        surplus = self._surplus_ms - pull_every_ms
+        if self._next is None or not self.settings.trim_above_ms <= surplus < self._frame_ms:
+            return 0
+        if now_ms - self._last_shrink_ms < self.settings.shrink_interval_ms:
+            return 0
+        trim = int(surplus // pull_every_ms * pull_every_ms)
+        if trim <= 0:
+            return 0
+        self._last_shrink_ms = now_ms
+        self._surplus_ms = 0.0
+        self.stats.trimmed_ms += trim
+        return trim
 
     def _should_shrink(self, now_ms: float, surplus: float, quiet: bool) -> bool:
         if surplus >= self.settings.force_shrink_ms:

@@ -179,6 +179,10 @@ class CallAudio:
             levels = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
             quiet_now = np.dot(levels, levels) < self.config.quiet_rms**2 * len(levels)
             self._quiet_run = self._quiet_run + 1 if quiet_now else 0
+            if quiet_now and quiet:
+                period_ms = 1000 * samples / self.config.sample_rate
+                trim = self.jitter_buffer.trim_ms(now, period_ms) * self.config.sample_rate // 1000
+                pcm = pcm[2 * trim :]
             self._played += pcm
         out = bytes(self._played[:want])
         del self._played[:want]

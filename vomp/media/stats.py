@@ -32,6 +32,8 @@ class AudioStats:
     unsupported_codec: int = 0
     stretched: int = 0
     dropped: int = 0
+    trimmed_ms: int = 0
+    """Sound skipped in quiet moments to remove a surplus delay smaller than a frame."""
     resyncs: int = 0
     pauses: int = 0
     """Times the sender went quiet for longer than the buffer's pause limit (not counted as loss
