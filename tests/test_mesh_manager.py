@@ -398,6 +398,14 @@ def ready_pair(own_mac_wins: bool) -> tuple[MeshManager, FakeMeshBackend, str]:
     return manager, kernel, other
 
 
+@pytest.fixture
+def no_merge_spacing(monkeypatch):
+    import hw.mesh.manager as manager_module
+
+    monkeypatch.setattr(manager_module, "MERGE_PROBE_SPACING_S", 0.0)
+
+
+@pytest.mark.usefixtures("no_merge_spacing")
 def test_when_partitions_merge_a_duplicate_address_moves_the_greater_mac():
     manager, kernel, other = ready_pair(own_mac_wins=False)
     run(manager.watch())  # the first look at the originators; the address is still ours
@@ -414,6 +422,7 @@ def test_when_partitions_merge_a_duplicate_address_moves_the_greater_mac():
     assert status.last_heal == f"duplicate address {old.ip}: moved"
 
 
+@pytest.mark.usefixtures("no_merge_spacing")
 def test_the_smaller_mac_keeps_the_address_announces_it_and_notes_when_the_other_moved(
     monkeypatch,
 ):
@@ -429,12 +438,17 @@ def test_the_smaller_mac_keeps_the_address_announces_it_and_notes_when_the_other
     assert not any(isinstance(a, RemoveAddress) for a in kernel.applied)
     assert manager.status.address == kept and kernel.announced[-1] == kept.ip
     assert manager.status.address_conflicts == 1 and manager.status.heals == 0
+    run(manager.watch())  # the other has not moved yet: the same duplicate, counted once
+    assert manager.status.address_conflicts == 1 and len(kernel.announced) >= 2
     del kernel.foreign_addresses[kept.ip]  # the other handset moved
     run(manager.watch())
     assert manager.status.heals == 1 and "other handset moved" in manager.status.last_heal
 
 
-def test_without_a_merge_the_address_is_probed_only_every_check_interval():
+def test_without_a_merge_the_address_is_probed_only_every_check_interval(monkeypatch):
+    import hw.mesh.manager as manager_module
+
+    monkeypatch.setattr(manager_module, "MERGE_PROBE_SPACING_S", 0.0)
     manager, kernel = manager_with_radio(address_check_interval_s=3600)
     run(manager.converge())
     probes = len(kernel.probed)
@@ -444,6 +458,23 @@ def test_without_a_merge_the_address_is_probed_only_every_check_interval():
     kernel.originator_table = [OTHER]
     run(manager.watch())
     assert len(kernel.probed) == probes + 2
+
+
+def test_merges_in_quick_succession_share_one_probe_and_none_is_forgotten(monkeypatch):
+    import hw.mesh.manager as manager_module
+
+    manager, kernel = manager_with_radio(address_check_interval_s=3600)
+    run(manager.converge())
+    run(manager.watch())  # probes: the first look
+    probes = len(kernel.probed)
+    kernel.originator_table = [OTHER]
+    run(manager.watch())  # a merge right after a probe waits for the spacing
+    assert len(kernel.probed) == probes
+    monkeypatch.setattr(manager_module, "MERGE_PROBE_SPACING_S", 0.0)
+    run(manager.watch())  # no new originator since, but the merge is still pending
+    assert len(kernel.probed) == probes + 1
+    run(manager.watch())
+    assert len(kernel.probed) == probes + 1
 
 
 def colliding_identities(prefix: IPv4Network) -> tuple[bytes, bytes]:
@@ -458,6 +489,7 @@ def colliding_identities(prefix: IPv4Network) -> tuple[bytes, bytes]:
     raise AssertionError("no collision found")
 
 
+@pytest.mark.usefixtures("no_merge_spacing")
 def test_both_sides_of_a_duplicate_decide_alike_so_exactly_one_moves():
     prefix = IPv4Network("10.42.0.0/28")
     sides = []

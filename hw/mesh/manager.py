@@ -49,6 +49,9 @@ JOIN_SETTLE_S = 15.0  # how long converge waits for mac80211 to finish an IBSS j
 KERNEL_ERRORS = (OSError, NetlinkError)
 # After this handset kept a contested address, probe again this soon to see the other one moved.
 CONFLICT_RECHECK_S = 3.0
+# New originators trigger a probe at most this often: while a big mesh boots, nodes appear for a
+# minute, and every probe is three ARP broadcasts that batman-adv floods through the whole mesh.
+MERGE_PROBE_SPACING_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,8 @@ class MeshManager:
         self._avoid: set[IPv4Address] = set()  # addresses another handset won from us
         self._originators: set[str] | None = None  # last seen in the watch; None: not yet
         self._next_address_check = 0.0
+        self._last_probe: float | None = None
+        self._merge_pending = False
         self._conflict_kept_since: float | None = None  # we kept a contested address
 
     async def run(self) -> None:
@@ -158,10 +163,14 @@ class MeshManager:
         cfg = self.config
         known = {o.address for o in await self.backend.originators(cfg.mesh_interface)}
         now = time.monotonic()
-        merged = self._originators is not None and bool(known - self._originators)
+        if self._originators is not None and known - self._originators:
+            self._merge_pending = True  # partitions merged
         self._originators = known
-        if not merged and now < self._next_address_check:
+        spaced = self._last_probe is None or now >= self._last_probe + MERGE_PROBE_SPACING_S
+        if not (self._merge_pending and spaced) and now < self._next_address_check:
             return
+        self._merge_pending = False
+        self._last_probe = now
         self._next_address_check = now + cfg.address_check_interval_s
         own_mac = mesh_mac(self.identity)
         holder = await self.backend.address_holder(cfg.mesh_interface, address.ip, own_mac)
@@ -173,7 +182,8 @@ class MeshManager:
                 self._conflict_kept_since = None
                 await self.backend.announce(cfg.mesh_interface, address.ip, own_mac)
             return
-        self.status.address_conflicts += 1
+        if self._conflict_kept_since is None:  # a new duplicate, not the one we wait out
+            self.status.address_conflicts += 1
         if own_mac.lower() < holder.lower():
             log.warning("mesh: %s is also held by %s; it moves, we keep it", address.ip, holder)
             self._conflict_kept_since = self._conflict_kept_since or now
