@@ -1,6 +1,6 @@
 """CPU of a whole handset during a full-duplex call, in percent of one core.
 
-The same call as m2e_bench: two `handset daemon`s (lab/daemon_call.py) in two network
+The same call as m2e_bench: two `handset daemon`s (lab/two_handsets.py) in two network
 namespaces, each on its own jackd-paced sound card (alsa backend), with the call's real
 settings (Opus with redundancy, jitter buffer, the configured period), 60 s long. Each
 handset's CPU is the CPU time of its daemon process plus its engine process over the call,
@@ -16,8 +16,8 @@ import os
 import sys
 import time
 
-from firmware.config import AudioSettings
-from lab.daemon_call import run_daemon_call
+from firmware.config import AUDIO_RATE, AudioSettings
+from lab.two_handsets import run_call
 
 SECONDS = float(os.environ.get("CALL_CPU_SECONDS", "60"))
 PERIOD_MS = int(os.environ.get("CALL_PERIOD_MS", str(AudioSettings().period_ms)))
@@ -45,7 +45,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("# call_cpu_bench: needs root for network namespaces; skipped", file=sys.stderr)
         return 0
-    result = run_daemon_call(SECONDS, period_ms=PERIOD_MS)
+    result = run_call(SECONDS, period_frames=AUDIO_RATE * PERIOD_MS // 1000)
     a, b = result.caller, result.callee
     print(f"cpu_percent_per_call {max(a['cpu_percent'], b['cpu_percent']):.2f} %")
     print(f"cpu_percent_caller {a['cpu_percent']:.2f} %")

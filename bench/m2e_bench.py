@@ -3,7 +3,7 @@
 Two `handset daemon`s in two network namespaces over real UDP, each on its own paced sound
 card (jackd dummy driver through ALSA's jack plugin): a click train goes into A's capture
 device and B's playback device is recorded in the same JACK cycle as the clicks, so each
-click's delay is exact (lab/daemon_call.py). Needs root (namespaces) and jackd2 +
+click's delay is exact (lab/two_handsets.py). Needs root (namespaces) and jackd2 +
 libasound2-plugins. M2E_SECONDS sets the length, M2E_PERIOD_MS the period (default: the
 daemon's); the codec is the one our handsets choose between themselves.
 
@@ -20,7 +20,7 @@ import sys
 
 from firmware.config import AUDIO_RATE, AudioSettings
 from hw.soundcard.devices import PcmSettings
-from lab.daemon_call import run_daemon_call
+from lab.two_handsets import run_call
 from vomp.media import AudioConfig
 from vomp.media.opus import OpusEncoder
 
@@ -41,7 +41,7 @@ def main() -> int:
     pcm = PcmSettings(period_frames=AUDIO_RATE * PERIOD_MS // 1000)
     lookahead = OpusEncoder(config.opus).lookahead_ms
     floor = config.frame_ms + lookahead + pcm.playback_prefill_periods * pcm.period_ms
-    result = run_daemon_call(SECONDS, period_ms=PERIOD_MS)
+    result = run_call(SECONDS, period_frames=AUDIO_RATE * PERIOD_MS // 1000)
     lags = result.lags_ms[2:]  # the first clicks meet a jitter buffer still settling
     print(f"# lags ms: {' '.join(f'{x:.0f}' for x in result.lags_ms)}", file=sys.stderr)
     keys = (

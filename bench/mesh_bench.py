@@ -10,7 +10,9 @@ counter sees each broadcast frame once; unicast is not counted). Then one more n
 number, one after another, and times each first answer.
 
 Prints mesh{N}_dna_lookup_found, mesh{N}_dna_lookup_ms_p50/_p95, mesh{N}_cpu_percent_per_node,
-mesh{N}_rss_mb_per_node and mesh{N}_broadcast_bytes_per_s_per_node for N in MESH_SIZES
+mesh{N}_rss_mb_per_node, mesh{N}_broadcast_bytes_per_s_per_node and
+mesh{N}_wire_bytes_per_s_per_node (everything a node sends, unicast link-state and acks
+included: each frame counted once, as it enters the bridge) for N in MESH_SIZES
 ("10 50"); MESH_IDLE_SECONDS (20) is the idle window. Needs root.
 """
 
@@ -28,6 +30,7 @@ from pathlib import Path
 from firmware.control_protocol import ControlError, Request, ask
 from lab.mesh import (
     MeshDaemon,
+    bridge_port_rx_bytes,
     bridge_rx_bytes,
     mesh_of_daemons,
     namespaces_on_one_bridge,
@@ -51,6 +54,19 @@ def peers_heard(daemon: MeshDaemon) -> int:
     except ControlError:
         return 0
     return int((response.result or {}).get("peers", 0)) if response.ok else 0
+
+
+def refusals(daemons: list[MeshDaemon]) -> dict[str, int]:
+    """Every daemon's refused-input and withheld-output counters, summed by reason."""
+    total: dict[str, int] = {}
+    for daemon in daemons:
+        try:
+            response = ask(Request.make("status"), daemon.socket, timeout=10)
+        except ControlError:
+            continue
+        for reason, count in ((response.result or {}).get("rejected") or {}).items():
+            total[reason] = total.get(reason, 0) + int(count)
+    return total
 
 
 def wait_for_everyone(daemons: list[MeshDaemon]) -> float:
@@ -80,13 +96,19 @@ def measure(size: int) -> dict[str, float]:
         pids = [daemon.pids() for daemon in daemons]
         before = [sample_processes(p) for p in pids]
         wire_before, began = bridge_rx_bytes(bridge_ns), time.monotonic()
+        sent_before = bridge_port_rx_bytes(bridge_ns)
         time.sleep(IDLE_SECONDS)
         after = [sample_processes(p) for p in pids]
         wire_after, wall = bridge_rx_bytes(bridge_ns), time.monotonic() - began
+        sent_after = bridge_port_rx_bytes(bridge_ns)
+        figures["wire_bytes_per_s_per_node"] = (sent_after - sent_before) / wall / size
         cpu = [100 * (b.cpu_s - a.cpu_s) / wall for a, b in zip(before, after, strict=True)]
         figures["cpu_percent_per_node"] = statistics.mean(cpu)
         figures["rss_mb_per_node"] = statistics.mean(s.rss_kb for s in after) / 1024
         figures["broadcast_bytes_per_s_per_node"] = (wire_after - wire_before) / wall / size
+        heard = [peers_heard(d) for d in daemons]
+        print(f"# mesh of {size}: peers heard min {min(heard)} max {max(heard)}", file=sys.stderr)
+        print(f"# refused/withheld, all daemons: {refusals(daemons)}", file=sys.stderr)
         command = ["ip", "netns", "exec", namespaces[size], sys.executable, "-m", "lab.dna_looker"]
         looker = subprocess.run(
             [*command, "--interface", "eth0", "--peers", str(size), *numbers],
@@ -125,6 +147,7 @@ def main() -> int:
             f"mesh{size}_broadcast_bytes_per_s_per_node "
             f"{f['broadcast_bytes_per_s_per_node']:.0f} bytes/s"
         )
+        print(f"mesh{size}_wire_bytes_per_s_per_node {f['wire_bytes_per_s_per_node']:.0f} bytes/s")
         sys.stdout.flush()
     return 0
 

@@ -12,8 +12,8 @@ import os
 import subprocess
 import sys
 
-from firmware.config import AudioSettings
-from lab.daemon_call import run_daemon_call
+from firmware.config import AUDIO_RATE, AudioSettings
+from lab.two_handsets import run_call
 
 SECONDS = float(os.environ.get("XRUN_SECONDS", "120"))
 PERIOD_MS = int(os.environ.get("XRUN_PERIOD_MS", str(AudioSettings().period_ms)))
@@ -26,7 +26,7 @@ def main() -> int:
         return 0
     hogs = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(os.cpu_count() or 2)]
     try:
-        result = run_daemon_call(SECONDS, period_ms=PERIOD_MS)
+        result = run_call(SECONDS, period_frames=AUDIO_RATE * PERIOD_MS // 1000)
     finally:
         for hog in hogs:
             hog.kill()

@@ -104,6 +104,7 @@ class LineEditor:
     def _key(self, edit: _Edit, byte: int, decoder, prompt: str) -> str | None:
         """Apply one byte; the finished line when it was Enter."""
         if byte in (0x0D, 0x0A):
+            self._redraw(prompt, edit)  # a pasted line shows before its output
             self._write("\n")
             if edit.dropped:
                 raise LineTooLong(len(edit.text) + edit.dropped, self.max_length)
@@ -112,6 +113,7 @@ class LineEditor:
                 self.history = [*self.history, line][-self.history_size :]
             return line
         if byte == 0x03:  # Ctrl-C
+            self._redraw(prompt, edit)
             self._write("^C\n")
             raise KeyboardInterrupt
         if byte == 0x04:  # Ctrl-D

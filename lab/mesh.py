@@ -84,6 +84,19 @@ def bridge_rx_bytes(bridge_ns: str) -> int:
         return int(link.get_attr("IFLA_STATS64")["rx_bytes"])
 
 
+def bridge_port_rx_bytes(bridge_ns: str) -> int:
+    """Bytes the bridge received on its node ports: every frame any node sent, once, broadcast
+    and unicast alike (what the nodes put on the air)."""
+    from pyroute2 import NetNS
+
+    total = 0
+    with NetNS(bridge_ns) as br:
+        for link in br.get_links():
+            if link.get_attr("IFLA_IFNAME", "").startswith("v"):
+                total += int(link.get_attr("IFLA_STATS64")["rx_bytes"])
+    return total
+
+
 @dataclass
 class MeshDaemon:
     number: str

@@ -88,7 +88,7 @@ def test_unknown_boot_module_is_named_in_the_error(tmp_path):
         initramfs.module_closure(tmp_path, ("overlay",))
 
 
-def test_guest_gets_the_project_dependencies_and_test_extra_but_no_linter(tmp_path):
+def test_guest_gets_the_project_dependencies_test_and_systemd_extras_but_no_linter(tmp_path):
     (tmp_path / "pyproject.toml").write_text(
         '[project]\ndependencies = ["pynacl", "pyroute2>=0.9", "numpy"]\n'
         '[project.optional-dependencies]\ntest = ["pytest", "ruff"]\nsystemd = ["systemd-python"]\n'
@@ -100,6 +100,7 @@ def test_guest_gets_the_project_dependencies_and_test_extra_but_no_linter(tmp_pa
         "pyroute2",
         "pytest",
         "rpi-lgpio",
+        "systemd-python",
     ]
 
 

@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--job-dir", type=Path, help="host dir shared as /job (default: a temp dir)")
         p.add_argument("--timeout", type=float, default=900)
         p.add_argument("--quiet", action="store_true", help="do not stream the console")
+        p.add_argument("--init", choices=vm.INITS, default="shell", help="PID 1 in the guest")
     args = parser.parse_args(argv)
 
     start = time.monotonic()
@@ -43,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "run":
         img = image.build(args.repo, log=_log)
         command = " ".join(a for a in args.command if a != "--")
-        result = vm.run(command, img, args.repo, args.job_dir, args.timeout, echo=not args.quiet)
+        result = vm.run(
+            command, img, args.repo, args.job_dir, args.timeout, echo=not args.quiet, init=args.init
+        )
     else:
         inner = inner_pytest.run_pytest(
             args.repo,
@@ -52,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             args.timeout,
             echo=not args.quiet,
             log=_log,
+            init=args.init,
         )
         result = inner.vm
     if args.quiet:

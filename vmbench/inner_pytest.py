@@ -27,8 +27,9 @@ def run_pytest(
     timeout: float = 900,
     echo: bool = False,
     log=print,
+    init: str = "shell",
 ) -> InnerRun:
-    """`pytest ARGS` in the guest's /src (the repository), one boot."""
+    """`pytest ARGS` in the guest's /src (the repository), one boot with `init` as PID 1."""
     img = image_mod.build(repo, log=log)
     if job_dir is not None:  # a reused job dir must not show a previous run's results
         for stale in ("results.json", "junit.xml", "figures.txt"):
@@ -40,7 +41,7 @@ def run_pytest(
         f"-o faulthandler_timeout={HANG_REPORT_SECONDS} "
         f"--junitxml=/job/junit.xml {' '.join(shlex.quote(a) for a in args)}"
     )
-    result = vm.run(command, img, repo, job_dir=job_dir, timeout=timeout, echo=echo)
+    result = vm.run(command, img, repo, job_dir=job_dir, timeout=timeout, echo=echo, init=init)
     results_file = result.job_dir / "results.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else {}
     return InnerRun(vm=result, results=results)

@@ -38,11 +38,17 @@ DEBIAN_PACKAGES = (
     "libasound2",  # pyalsaaudio
     "libopus0",  # opuslib_next loads it with ctypes
     "gpiod",  # gpioget/gpioset to check gpio-sim from outside Python
+    # systemd as PID 1 for the appliance tests (tests/vm/test_appliance_bench.py): the units of
+    # systemd/, udev for the radio's device unit, sshd for the diag login.
+    "systemd",
+    "udev",
+    "openssh-server",
+    "openssh-client",
 )
 # The guest gets the project's dependencies and its `test` extra (pyproject.toml), at the versions
 # pinned in constraints.txt, plus what only the bench tests use, minus what it cannot use.
 GUEST_ONLY_PACKAGES = ("rpi-lgpio", "lgpio")  # RPi.GPIO's API against gpio-sim
-NOT_IN_GUEST = {"ruff", "mypy", "systemd-python"}  # linters; the guest runs no systemd
+NOT_IN_GUEST = {"ruff", "mypy"}  # linters
 GUEST_PYTHON = "/opt/venv/bin/python"
 # Trimmed from the image: the VM never reads them and they cost boot-image size.
 DPKG_EXCLUDES = (
@@ -69,6 +75,7 @@ def guest_packages(repo: Path) -> list[str]:
     wanted = [
         *project.get("dependencies", []),
         *project.get("optional-dependencies", {}).get("test", []),
+        *project.get("optional-dependencies", {}).get("systemd", []),
     ]
     names = [re.match(r"\s*([A-Za-z0-9_.-]+)", req).group(1) for req in wanted]
     names += GUEST_ONLY_PACKAGES

@@ -28,19 +28,53 @@ from vmbench.image import Image
 
 QEMU = "qemu-system-x86_64"
 QBOOT = "/usr/share/qemu/qboot.rom"
-KERNEL_ARGS = "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off tsc=reliable"
+KERNEL_ARGS = (
+    "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off tsc=reliable systemd.show_status=0"
+)
 
 STAGE2 = r"""#!/bin/sh
-# vmbench stage 2: PID 1 inside the guest's root. Runs /job/cmd.sh and powers off.
+# vmbench stage 2: PID 1 inside the guest's root. Mounts what a bare shell needs, then the job.
 mkdir -p /dev/pts /dev/shm
 mount -t tmpfs -o mode=1777 tmp /tmp
 mount -t tmpfs -o mode=755 run /run
 mount -t devpts devpts /dev/pts
 mount -t tmpfs shm /dev/shm
-modprobe configfs 2>/dev/null && mount -t configfs configfs /sys/kernel/config
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
-hostname vmbench
 ip link set lo up
+exec /bin/sh /job/job.sh
+"""
+
+# With systemd as PID 1 (init="systemd"): systemd mounts and starts udev, journald, sysusers...
+# (basic.target), then vmbench-job.service runs the same job script on the serial console.
+STAGE2_SYSTEMD = r"""#!/bin/sh
+# vmbench stage 2: hand PID 1 to systemd, which runs the job as a service.
+mkdir -p /etc/systemd/system
+cat > /etc/systemd/system/vmbench.target <<'UNIT'
+[Unit]
+Description=vmbench: basic system and the job
+Requires=basic.target
+After=basic.target
+Wants=vmbench-job.service
+UNIT
+cat > /etc/systemd/system/vmbench-job.service <<'UNIT'
+[Unit]
+Description=vmbench job
+[Service]
+Type=oneshot
+ExecStart=/bin/sh /job/job.sh
+StandardInput=null
+StandardOutput=tty
+StandardError=tty
+TTYPath=/dev/console
+UNIT
+exec /lib/systemd/systemd --unit=vmbench.target
+"""
+
+JOB = r"""#!/bin/sh
+# vmbench job: /job/cmd.sh with its output on the console and in /job/output.log; power off.
+modprobe configfs 2>/dev/null
+mountpoint -q /sys/kernel/config || mount -t configfs configfs /sys/kernel/config 2>/dev/null
+hostname vmbench
 export PATH=/opt/venv/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 TERM=dumb
 export VMBENCH_GUEST=1 LG_WD=/tmp PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 cd /src
@@ -48,8 +82,10 @@ echo "vmbench: guest up after $(cut -d' ' -f1 /proc/uptime) s"
 { bash /job/cmd.sh; echo $? > /job/rc; } 2>&1 | tee /job/output.log
 sync
 echo o > /proc/sysrq-trigger
-while :; do :; done  # PID 1 must not exit while the power-off runs
+while :; do sleep 1; done  # PID 1 (or its job) must not end while the power-off runs
 """
+INITS = ("shell", "systemd")
+"""What runs as PID 1 in the guest: a shell (fast: ~5 s to the job) or systemd (~20 s)."""
 
 
 @dataclass
@@ -70,14 +106,20 @@ def run(
     timeout: float = 900,
     memory_mb: int = 512,
     echo: bool = False,
+    init: str = "shell",
 ) -> VmResult:
-    """Boot, run `command` with bash in /src, power off. `echo` streams the console to stderr."""
+    """Boot, run `command` with bash in /src, power off. `echo` streams the console to stderr.
+    `init` is what runs as PID 1: "shell" or "systemd" (the units, journald, udev: for the
+    appliance tests)."""
+    if init not in INITS:
+        raise ValueError(f"init {init!r}: choose one of {', '.join(INITS)}")
     job = Path(job_dir) if job_dir else Path(tempfile.mkdtemp(prefix="vmbench-job-"))
     job.mkdir(parents=True, exist_ok=True)
     for stale in ("rc", "output.log"):
         (job / stale).unlink(missing_ok=True)
     (job / "cmd.sh").write_text(command + "\n")
-    (job / "stage2.sh").write_text(STAGE2)
+    (job / "stage2.sh").write_text(STAGE2 if init == "shell" else STAGE2_SYSTEMD)
+    (job / "job.sh").write_text(JOB)
     argv = qemu_argv(image, Path(repo), job, memory_mb)
     start = time.monotonic()
     boot_seconds: float | None = None

@@ -101,6 +101,10 @@ UNPROVEN_BYTE_RATE = 8192.0  # bytes/s all unproven addresses share
 PROVEN_RATIO = 4.0  # a proven address gets at most this many bytes for each it sent us
 UNPROVEN_FRAME_RATE = 64.0  # frames/s to unproven addresses: each uses a frame seq, and a
 UNPROVEN_FRAME_BURST = 32.0  # real peer's 64-frame window must never be overrun (§9.2)
+# Frames to anyone but a call's peer, proven or not: between two frames to that peer fewer than
+# 256 - 64 other frame seqs may pass, or it takes our next frame for an old one.
+OTHER_FRAME_RATE = 400.0
+OTHER_FRAME_BURST = 150.0
 ADDRESS_LIMIT = 1024  # source addresses in the ledger
 ADDRESS_MEMORY = 60.0  # s an address is remembered after it was last heard
 CRYPTO_PER_DATAGRAM = 4  # key derivations + signature checks for unproven SIDs, per datagram
@@ -173,6 +177,7 @@ class Node:
             memory=ADDRESS_MEMORY,
         )
         self._unproven_frames = TokenBucket(UNPROVEN_FRAME_RATE, UNPROVEN_FRAME_BURST)
+        self._other_frames = TokenBucket(OTHER_FRAME_RATE, OTHER_FRAME_BURST)
         self._crypto_rate = TokenBucket(CRYPTO_PER_SECOND, CRYPTO_PER_SECOND)
         self._crypto_spent = 0  # in the datagram being received
         self._explained_to = OncePer(EXPLAIN_INTERVAL, EXPLAIN_KEYS)
@@ -636,7 +641,8 @@ class Node:
             mdp.PORT_LINKSTATE, mdp.PORT_LINKSTATE, linkstate.encode_linkstate([record])
         )
         frame = Frame.local_broadcast(self.sid, body)  # its frame seq is given when sent
-        self._outbox.append((neighbour.address, frame, False))
+        in_call = any(c.remote_sid == neighbour.sid for c in self.calls.calls())
+        self._outbox.append((neighbour.address, frame, in_call))
         neighbour.ack_due_at = None
 
     def _run_lookups(self, now: float) -> None:
@@ -815,6 +821,9 @@ class Node:
                 proven = self._addresses.is_verified(destination)
                 if not proven and not self._unproven_frames.take(now):
                     self.counters["withheld_unproven_frame_rate"] += 1
+                    continue
+                if not self._other_frames.take(now):
+                    self.counters["withheld_frame_rate"] += 1
                     continue
                 if not self._addresses.may_send(destination, cost, now):
                     self.counters["withheld_send_budget"] += 1

@@ -55,7 +55,7 @@ class VmTest(pytest.Item):
     line: int = 0  # the test function's line, for reports (a skip mark needs one)
 
     def runtest(self) -> None:
-        inner = _inner_run(self.session)
+        inner = _inner_run(self.session, _init_of(self))
         entry = inner.results.get(self.nodeid)
         if entry is None:
             raise VmTestFailed(
@@ -80,25 +80,37 @@ class VmTest(pytest.Item):
         return self.path, self.line, f"[vm] {self.nodeid}"
 
 
-def _inner_run(session: pytest.Session):
-    stash = session.config.stash
-    if _INNER_RUN not in stash:
+def _init_of(item: pytest.Item) -> str:
+    """What the test's boot runs as PID 1: systemd for tests marked `vm_systemd`, else a shell."""
+    return "systemd" if item.get_closest_marker("vm_systemd") else "shell"
+
+
+def _inner_run(session: pytest.Session, init: str):
+    """The boot that ran this kind of test: one per kind (PID 1 shell or systemd) per session."""
+    runs = session.config.stash.setdefault(_INNER_RUN, {})
+    if init not in runs:
         from vmbench import inner_pytest
 
-        nodeids = [item.nodeid for item in session.items if isinstance(item, VmTest)]
-        job = Path(session.config.rootpath) / "build" / "vmbench-job"
+        nodeids = [
+            item.nodeid
+            for item in session.items
+            if isinstance(item, VmTest) and _init_of(item) == init
+        ]
+        name = "vmbench-job" if init == "shell" else f"vmbench-job-{init}"
+        job = Path(session.config.rootpath) / "build" / name
         timeout = float(os.environ.get("VMBENCH_TIMEOUT", "900"))
         start = time.monotonic()
-        stash[_INNER_RUN] = inner_pytest.run_pytest(
+        runs[init] = inner_pytest.run_pytest(
             session.config.rootpath,
             nodeids,
             job_dir=job,
             timeout=timeout,
             echo=os.environ.get("VMBENCH_ECHO") == "1",
             log=_print,
+            init=init,
         )
-        stash[_INNER_RUN].host_seconds = time.monotonic() - start
-    return stash[_INNER_RUN]
+        runs[init].host_seconds = time.monotonic() - start
+    return runs[init]
 
 
 def _print(msg: str) -> None:
@@ -141,10 +153,9 @@ if not in_guest():
             items[index] = stand_in
 
     def pytest_terminal_summary(terminalreporter, exitstatus, config):
-        inner = config.stash.get(_INNER_RUN, None)
-        if inner is not None:
+        for init, inner in config.stash.get(_INNER_RUN, {}).items():
             terminalreporter.write_line(
-                f"vmbench: {len(inner.results)} tests ran in the VM; guest rc "
+                f"vmbench ({init} as PID 1): {len(inner.results)} tests ran in the VM; guest rc "
                 f"{inner.vm.returncode}, boot {inner.vm.boot_seconds:.1f} s, "
                 f"VM total {inner.vm.total_seconds:.1f} s, with build check "
                 f"{inner.host_seconds:.1f} s; files in {inner.vm.job_dir}"
