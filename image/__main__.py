@@ -28,6 +28,11 @@ def main(argv: list[str] | None = None) -> int:
         " image's Debian base is not built yet (`make image` builds it once)",
     )
     test_p.add_argument("--timeout", type=float, default=900, help="seconds for the boot checks")
+    test_p.add_argument(
+        "--config-error",
+        action="store_true",
+        help="boot with a broken handset.toml instead: the system must stay diagnosable",
+    )
     args = parser.parse_args(argv)
 
     if args.what == "test" and args.when_able:
@@ -45,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
                 if path is not None:
                     print(f"{path} {path.stat().st_size / 1e6:.0f} MB")
         else:
-            result = boot_test.run(args.repo, timeout=args.timeout)
+            result = boot_test.run(args.repo, args.timeout, args.config_error)
             for name, seconds in result.milestones.items():
                 print(f"image_boot_{name}_seconds {seconds:.1f} s")
     except progress.PhaseFailed as failure:

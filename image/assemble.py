@@ -90,7 +90,7 @@ def build(repo: Path, compress: bool = True) -> Built:
     key = build_key(repo, base_dir.name)
     built = _read_manifest(manifest)
     if img.exists() and built.get("inputs") == key:
-        progress.log(f"image: cached ({img}, inputs unchanged)")
+        progress.log(f"disk image: cached ({img}, inputs unchanged)")
         units = tuple(built["units"])
     else:
         manifest.unlink(missing_ok=True)

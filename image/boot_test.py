@@ -52,6 +52,18 @@ authorized_keys = ["{TEST_KEY}"]
 hostname = "{TEST_HOSTNAME}"
 wifi_country = "DE"
 """
+# The same with two mistakes: the daemon must refuse to start, naming file, line and key, and the
+# first-boot unit must skip the bad hostname; the rest still applies and the console still opens
+# the diagnostics shell.
+CONFIG_ERROR = TEST_CONFIG.replace(
+    'name = "Image test"\n', 'name = "Image test"\ncolour = "red"\n'
+).replace(f'hostname = "{TEST_HOSTNAME}"', 'hostname = "Kim\'s phone"')
+CONFIG_ERROR_LINES = (
+    re.compile(r"handset\.service: .*handset\.toml:\d+: \[handset\] colour: unknown key"),
+    re.compile(r"handset-firstboot: error: .*handset\.toml:\d+: \[system\] hostname"),
+    re.compile(r"handset-firstboot: root partition \S+ grown"),
+    re.compile(r"handset-firstboot: 1 SSH key\(s\) for diag"),
+)
 # Printed by the image's handset-boot-report.service (rootfs/usr/lib/handset-image/boot-report).
 BOOT_REPORT = re.compile(
     r"handset-image: multi-user reached at ([0-9.]+) s; (.*?); failed units: (.*)$", re.MULTILINE
@@ -137,7 +149,7 @@ def missing_host_tools() -> list[str]:
     return [tool for tool in (QEMU, "mcopy") if shutil.which(tool) is None]
 
 
-def prepare_card(img: Path, work: Path) -> tuple[Path, dict[str, Path]]:
+def prepare_card(img: Path, work: Path, config_text: str) -> tuple[Path, dict[str, Path]]:
     """A copy of the card padded to a power of two (QEMU's SD model needs one), with the test
     config on its FAT partition; and the boot files QEMU loads directly (no GPU firmware)."""
     shutil.rmtree(work, ignore_errors=True)
@@ -148,7 +160,7 @@ def prepare_card(img: Path, work: Path) -> tuple[Path, dict[str, Path]]:
     os.truncate(card, size)
     fat = f"{card}@@{FAT_OFFSET}"
     config = work / "handset.toml"
-    config.write_text(TEST_CONFIG)
+    config.write_text(config_text)
     subprocess.run(["mcopy", "-o", "-i", fat, str(config), "::/handset.toml"], check=True)
     files = {}
 
@@ -181,8 +193,9 @@ def qemu_argv(card: Path, files: dict[str, Path]) -> list[str]:
     ]  # fmt: skip
 
 
-def run(repo: Path, timeout: float = 900) -> Result:
-    """Build (or find) the image, boot it, check it. Raises PhaseFailed naming what failed."""
+def run(repo: Path, timeout: float = 900, config_error: bool = False) -> Result:
+    """Build (or find) the image, boot it, check it. Raises PhaseFailed naming what failed.
+    `config_error`: boot with a broken handset.toml and check the system stays diagnosable."""
     repo = repo.resolve()
     with progress.phase("check the host for the boot test"):
         missing = missing_host_tools()
@@ -191,9 +204,9 @@ def run(repo: Path, timeout: float = 900) -> Result:
                 f"missing: {', '.join(missing)} (tools/apt-test-packages.txt)"
             )
     built = assemble.build(repo, compress=False)
-    work = repo / "build" / "image-test"
+    work = repo / "build" / ("image-test-config-error" if config_error else "image-test")
     with progress.phase("card copy with the test handset.toml"):
-        card, files = prepare_card(built.image, work)
+        card, files = prepare_card(built.image, work, CONFIG_ERROR if config_error else TEST_CONFIG)
     result = Result(work / "console.log")
     argv = qemu_argv(card, files)
     progress.log(f"booting: {' '.join(argv)}")
@@ -211,21 +224,10 @@ def run(repo: Path, timeout: float = 900) -> Result:
             report = console.wait_for(BOOT_REPORT, left())
             result.milestones["host_multi_user"] = console.elapsed()
             result.milestones["guest_multi_user"] = float(report.group(1))
-            if report.group(3).strip() != "none":
-                raise RuntimeError(f"units failed during the boot: {report.group(3).strip()}")
-        with progress.phase("first boot: root grown, host keys, hostname, diag key"):
-            for line in FIRSTBOOT_LINES:
-                console.wait_for(line, left())
-        if "handset.service" in built.units:
-            with progress.phase("handset.service READY"):
-                ready = HANDSET_READY.search(report.group(2))
-                if not ready:
-                    raise RuntimeError(f"not READY when the boot finished: {report.group(2)}")
-                result.milestones["guest_handset_ready"] = float(ready.group(1))
-            with progress.phase("diagnostics shell on the serial console"):
-                check_diag_shell(console, left)
+        if config_error:
+            check_config_error(console, report, left)
         else:
-            progress.log("no handset.service in this image: READY and diag checks skipped")
+            check_first_boot(console, report, built, result, left)
     except RuntimeError as err:
         tail = console.text.splitlines()[-30:]
         raise progress.PhaseFailed(
@@ -238,6 +240,40 @@ def run(repo: Path, timeout: float = 900) -> Result:
         + " (host_: since QEMU started; guest_: the guest's uptime)"
     )
     return result
+
+
+def check_first_boot(
+    console: Console, report: re.Match[str], built: assemble.Built, result: Result, left
+) -> None:
+    if report.group(3).strip() != "none":
+        raise RuntimeError(f"units failed during the boot: {report.group(3).strip()}")
+    with progress.phase("first boot: root grown, host keys, hostname, diag key"):
+        for line in FIRSTBOOT_LINES:
+            console.wait_for(line, left())
+    if "handset.service" not in built.units:
+        progress.log("no handset.service in this image: READY and diag checks skipped")
+        return
+    with progress.phase("handset.service READY"):
+        ready = HANDSET_READY.search(report.group(2))
+        if not ready:
+            raise RuntimeError(f"not READY when the boot finished: {report.group(2)}")
+        result.milestones["guest_handset_ready"] = float(ready.group(1))
+    with progress.phase("diagnostics shell on the serial console"):
+        check_diag_shell(console, left)
+
+
+def check_config_error(console: Console, report: re.Match[str], left) -> None:
+    with progress.phase("config error: handset.service stopped, the rest of the boot went on"):
+        failed = set(report.group(3).split())
+        if failed != {"handset.service", "handset-firstboot.service"}:
+            raise RuntimeError(f"expected the handset and first-boot units to fail, not {failed}")
+        for line in CONFIG_ERROR_LINES:
+            console.wait_for(line, left())
+    with progress.phase("diagnostics shell on the serial console, daemon down"):
+        console.send("\r")
+        console.wait_for(re.compile(r"handset> $", re.MULTILINE), left())
+        since = console.send("status\r")
+        console.wait_for(re.compile(r"does not answer"), left(), since)
 
 
 def check_diag_shell(console: Console, left) -> None:

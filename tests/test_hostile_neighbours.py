@@ -19,6 +19,7 @@ from vomp.dna import dna_uri, encode_dna_reply
 from vomp.events import AudioFrameReceived, CallStateChanged, DnaAnswer, NumberClaimConflict
 from vomp.identity import Identity
 from vomp.messages import CallState, VompMessage, encode_vomp
+from vomp.neighbours import NEIGHBOUR_LIMIT
 from vomp.node import (
     EXPLAIN_ANSWERS_MAX,
     PROVEN_RATIO,
@@ -326,8 +327,8 @@ def test_a_flood_of_made_up_sids_leaves_no_memory_behind_once_it_stops():
         now += 0.001
     held = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
-    assert max(per_timer) <= 300  # a tick plus link-state to at most 256 neighbours
-    assert peak_sizes["book"] <= 4096 and peak_sizes["neighbours"] <= 256
+    assert max(per_timer) <= NEIGHBOUR_LIMIT + 10  # a tick, link-state to every neighbour
+    assert peak_sizes["book"] <= 4096 and peak_sizes["neighbours"] <= NEIGHBOUR_LIMIT
     assert peak_sizes["addresses"] <= 1024 and peak_sizes["packet_seqs"] <= 1024 + 1
     assert sizes(node) == dict.fromkeys(sizes(node), 0) | {"packet_seqs": 1}  # BROADCAST's
     assert held < 2_000_000
@@ -360,6 +361,20 @@ def test_a_boxed_request_from_a_strangers_own_identity_gets_at_most_four_times_b
         now = node.next_timer()
         node.handle_timer(now)
     assert out <= max(PROVEN_RATIO * len(request), UNPROVEN_BUDGET)
+
+
+def test_a_callprep_that_only_rings_gets_at_most_four_times_its_size_back():
+    node = node_knowing(0)
+    victim = ("10.9.9.7", 4110)
+    request = callprep_from(stranger(10), node, 0x4242, 1)
+    node.receive(request, victim, 0.0)
+    out = 0
+    now = 0.0
+    while now < 16.0:
+        out += sum(len(d) for d, dest in node.datagrams_to_send(now) if dest == victim)
+        now = node.next_timer()
+        node.handle_timer(now)
+    assert out <= PROVEN_RATIO * len(request)  # nobody answered: it rang, then timed out
 
 
 def test_a_flood_of_spoofed_ticks_is_not_amplified():
@@ -506,6 +521,23 @@ def test_spoofed_ticks_at_20_per_s_do_not_cost_the_call_its_audio():
     assert audio_heard(a) >= 0.99 * sent
 
 
+def test_strangers_with_identities_of_their_own_do_not_cost_the_call_its_audio():
+    # each stranger proves its (forged) address with a crypto_box, so the budget for unproven
+    # addresses does not hold it back: what protects the call's frame seqs is the cap on
+    # neighbours and on frames for anyone but the call
+    net, a, b, _a_call, b_call = call_pair()
+    start = net.now
+    strangers = [stranger(500 + i) for i in range(200)]
+    for i in range(2000):  # 200 strangers, each asking for our key every second, for 10 s
+        who = strangers[i % 200]
+        source = (f"10.7.{i % 200 // 100}.{i % 100}", 4110)
+        data = boxed_from(who, b.node.sid, 1, 1, b"\x02", seq=i)
+        net.at(start + i * 0.005, lambda d=data, s=source: b.node.receive(d, s, net.now))
+    sent = stream_audio(net, b, b_call, 10.0)
+    net.run_until(start + 11.0)
+    assert audio_heard(a) >= 0.99 * sent
+
+
 # ====================================================================== flood shapes
 KINDS = ("tick", "claim", "explain", "callprep", "junk")
 
@@ -526,7 +558,7 @@ def test_a_call_keeps_its_audio_and_tables_stay_capped_under_any_flood_shape(sha
     sent = stream_audio(net, b, b_call, max(2.0, when - start))
     net.run_until(max(when, start + 2.0) + 0.5)
     assert audio_heard(a) >= 0.99 * sent
-    assert len(b.node.neighbours) <= 256 and b.node.neighbours.claims <= 64
+    assert len(b.node.neighbours) <= NEIGHBOUR_LIMIT and b.node.neighbours.claims <= 64
     assert b.node.counters["internal_errors"] == 0
 
 

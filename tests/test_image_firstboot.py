@@ -92,3 +92,22 @@ def test_the_daemon_accepts_the_cards_template_and_the_boot_tests_config():
     booted = config.parse(boot_test.TEST_CONFIG, card)
     assert booted.mesh.mode == "unmanaged" and booted.audio.backend == "fake"
     assert booted.diag.authorized_keys == (KEY,)
+
+
+def test_the_boot_tests_broken_config_breaks_what_it_means_to():
+    card = Path("/boot/firmware/handset.toml")
+    try:
+        config.parse(boot_test.CONFIG_ERROR, card)
+    except config.ConfigError as error:
+        named = [
+            p
+            for p in error.problems
+            if boot_test.CONFIG_ERROR_LINES[0].search(f"handset.service: {p}")
+        ]
+        assert named, error.problems
+    else:
+        raise AssertionError("the daemon accepted the broken config")
+    settings = firstboot.read_settings(boot_test.CONFIG_ERROR, card)
+    (problem,) = settings.errors
+    assert boot_test.CONFIG_ERROR_LINES[1].search(f"handset-firstboot: error: {problem}")
+    assert settings.authorized_keys == [KEY]

@@ -15,7 +15,10 @@ NEIGHBOUR_EXPIRY = 12.0  # s: longer than servald's idle tick (5 s) so a quiet p
 LINK_TIMEOUT = 2.5  # s: servald's reachable_timeout; silent longer, the link counts as down
 FRAME_WINDOW = 64  # frames remembered per sender for de-duplication (§9.2)
 ACK_MASK_BITS = 32
-NEIGHBOUR_LIMIT = 256  # neighbours kept; a stranger flooding made-up SIDs evicts only strangers
+# Neighbours kept; a stranger flooding made-up SIDs evicts only strangers. Each gets a link-state
+# frame every tick, and all frames share one 8-bit frame seq: 128 of them between two frames to
+# a call's peer still leave its 64-frame de-dup window unmistakable (§9.2).
+NEIGHBOUR_LIMIT = 128
 CLAIM_LIMIT = 64  # "this SID is also over here" claims kept until one proves itself
 
 

@@ -101,6 +101,10 @@ UNPROVEN_BYTE_RATE = 8192.0  # bytes/s all unproven addresses share
 PROVEN_RATIO = 4.0  # a proven address gets at most this many bytes for each it sent us
 UNPROVEN_FRAME_RATE = 64.0  # frames/s to unproven addresses: each uses a frame seq, and a
 UNPROVEN_FRAME_BURST = 32.0  # real peer's 64-frame window must never be overrun (§9.2)
+# Frames to anyone but a call's peer, proven or not: between two frames to that peer fewer than
+# 256 - 64 other frame seqs may pass, or it takes our next frame for an old one.
+OTHER_FRAME_RATE = 400.0
+OTHER_FRAME_BURST = 150.0
 ADDRESS_LIMIT = 1024  # source addresses in the ledger
 ADDRESS_MEMORY = 60.0  # s an address is remembered after it was last heard
 CRYPTO_PER_DATAGRAM = 4  # key derivations + signature checks for unproven SIDs, per datagram
@@ -173,6 +177,7 @@ class Node:
             memory=ADDRESS_MEMORY,
         )
         self._unproven_frames = TokenBucket(UNPROVEN_FRAME_RATE, UNPROVEN_FRAME_BURST)
+        self._other_frames = TokenBucket(OTHER_FRAME_RATE, OTHER_FRAME_BURST)
         self._crypto_rate = TokenBucket(CRYPTO_PER_SECOND, CRYPTO_PER_SECOND)
         self._crypto_spent = 0  # in the datagram being received
         self._explained_to = OncePer(EXPLAIN_INTERVAL, EXPLAIN_KEYS)
@@ -636,7 +641,7 @@ class Node:
             mdp.PORT_LINKSTATE, mdp.PORT_LINKSTATE, linkstate.encode_linkstate([record])
         )
         frame = Frame.local_broadcast(self.sid, body)  # its frame seq is given when sent
-        self._outbox.append((neighbour.address, frame, False))
+        self._outbox.append((neighbour.address, frame, neighbour.sid in self._chosen_calls()))
         neighbour.ack_due_at = None
 
     def _run_lookups(self, now: float) -> None:
@@ -672,12 +677,7 @@ class Node:
         """Turn the call table's messages and events into frames and Node events."""
         if self.calls.outgoing:
             live = {c.remote_sid for c in self.calls.calls()}
-            # calls the user placed or answered: theirs to spend, not a stranger's
-            chosen = {
-                c.remote_sid
-                for c in self.calls.calls()
-                if c.is_caller or c.local_state == CallState.INCALL
-            }
+            chosen = self._chosen_calls()
             for remote_sid, message in self.calls.outgoing:
                 if remote_sid in live and remote_sid not in self._call_address:
                     neighbour = self.neighbours.get(remote_sid)
@@ -816,6 +816,9 @@ class Node:
                 if not proven and not self._unproven_frames.take(now):
                     self.counters["withheld_unproven_frame_rate"] += 1
                     continue
+                if not self._other_frames.take(now):
+                    self.counters["withheld_frame_rate"] += 1
+                    continue
                 if not self._addresses.may_send(destination, cost, now):
                     self.counters["withheld_send_budget"] += 1
                     continue
@@ -855,6 +858,15 @@ class Node:
                 self._spend_crypto(sid, now)
             self.counters["crypto_key_derivations"] += 1
         return self._keys.get(sid, self.sid, self.identity.box_secret)
+
+    def _chosen_calls(self) -> set[bytes]:
+        """Peers of calls the user placed or answered: what we send them is the user's to
+        spend, not a stranger's (a call that only rings is still the stranger's doing)."""
+        return {
+            c.remote_sid
+            for c in self.calls.calls()
+            if c.is_caller or c.local_state == CallState.INCALL
+        }
 
     def _proven_sid(self, sid: bytes) -> bool:
         neighbour = self.neighbours.get(sid)
