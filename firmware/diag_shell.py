@@ -253,6 +253,9 @@ class DiagShell:
 
 def interactive(shell: DiagShell, fd_in: int, fd_out: int) -> int:
     """The prompt loop on a terminal, or line by line from a pipe; 0 at exit or end of input."""
+    # Ctrl-C interrupts a waiting command even when the shell was started with SIGINT ignored
+    # (as a background job of a non-interactive shell is)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTSTP, signal.SIG_IGN)  # nobody could resume a suspended login shell
     signal.signal(signal.SIGQUIT, signal.SIG_IGN)
     on_terminal = os.isatty(fd_in)

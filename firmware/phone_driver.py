@@ -79,6 +79,7 @@ class PhoneDriver:
 
     def key(self, key: str) -> None:
         self.keys.append(key)
+        self.events.event(f"key {key}", key=key)
         self.phone.key(key, self.protocol.now())
         self._drain()
 
