@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import grp
+import os
 import re
 import tomllib
 import types
@@ -34,6 +35,15 @@ EX_CONFIG = 78
 """sysexits.h: configuration error. systemd does not restart a unit on it in a loop."""
 
 AUDIO_RATE = 16000
+CONFIG_ENV = "HANDSET_CONFIG"
+DEFAULT_CONFIG = Path("/boot/firmware/handset.toml")
+
+
+def config_path(given: str | os.PathLike[str] | None = None) -> Path:
+    """The handset's config file: `given`, else $HANDSET_CONFIG, else the SD card's."""
+    if given:
+        return Path(given)
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
 
 
 class ConfigError(Exception):

@@ -223,6 +223,7 @@ class DiagShell:
             response: Response = ask(request, self.socket, timeout=self.timeout)
         except ControlError as error:
             self.say(f"the handset daemon does not answer: {error}")
+            self._say_config_problems()
             return EX_UNAVAILABLE
         if not response.ok:
             self.say(f"{invocation.name}: {view.printable(response.error)}")
@@ -241,10 +242,25 @@ class DiagShell:
             response = ask(Request.make("status"), self.socket, timeout=5.0)
         except ControlError as error:
             self.say(f"handset diagnostics; the daemon does not answer: {error}")
+            self._say_config_problems()
         else:
             line = view.one_line(response.result) if response.ok else response.error
             self.say(f"handset diagnostics: {view.printable(line)}")
         self.say("type help for the commands, exit or Ctrl-D to leave")
+
+    def _say_config_problems(self) -> None:
+        """A daemon that is down most often refused its config: check the file as it would."""
+        from firmware import config  # only needed when the daemon is down
+
+        path = config.config_path()
+        try:
+            config.load(path)
+        except config.ConfigError as error:
+            self.say(f"the handset's config {path} stops it from starting:")
+            for problem in error.problems:
+                self.say(f"  {view.printable(problem)}")
+        else:
+            self.say(f"the config {path} is valid; see the service's journal for why it is down")
 
     def say(self, text: str) -> None:
         self.out.write(text + "\n")

@@ -7,13 +7,10 @@ SD card's /boot/firmware/handset.toml.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from firmware import daemon
-
-CONFIG_ENV = "HANDSET_CONFIG"
-DEFAULT_CONFIG = Path("/boot/firmware/handset.toml")
+from firmware.config import CONFIG_ENV, DEFAULT_CONFIG, config_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,5 +24,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    args.config = args.config or Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+    args.config = config_path(args.config)
     return daemon.run(args)

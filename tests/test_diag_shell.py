@@ -4,6 +4,7 @@ system shell would offer, each ending in a clear message with the shell still an
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -216,3 +217,15 @@ def test_completion_offers_commands_then_their_choices():
     assert diag_shell.complete("test ") == ["tone", "echo", "keypad", "--json"]
     assert diag_shell.complete("help di") == ["dial"]
     assert diag_shell.complete("dial 555") == []
+
+
+def test_with_the_daemon_down_the_shell_shows_what_is_wrong_in_its_config(tmp_path, monkeypatch):
+    bad = tmp_path / "handset.toml"
+    bad.write_text('[handset]\nnumber = "5551234"\ncolour = "red"\n')
+    monkeypatch.setenv("HANDSET_CONFIG", str(bad))
+    out = io.StringIO()
+    shell = diag_shell.DiagShell(tmp_path / "none.sock", out, timeout=1.0)
+    assert shell.run_line("status") == diag_shell.EX_UNAVAILABLE
+    said = out.getvalue()
+    assert f"the handset's config {bad} stops it from starting" in said
+    assert f"{bad}:3: [handset] colour: unknown key" in said

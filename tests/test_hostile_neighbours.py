@@ -363,6 +363,20 @@ def test_a_boxed_request_from_a_strangers_own_identity_gets_at_most_four_times_b
     assert out <= max(PROVEN_RATIO * len(request), UNPROVEN_BUDGET)
 
 
+def test_a_callprep_that_only_rings_gets_at_most_four_times_its_size_back():
+    node = node_knowing(0)
+    victim = ("10.9.9.7", 4110)
+    request = callprep_from(stranger(10), node, 0x4242, 1)
+    node.receive(request, victim, 0.0)
+    out = 0
+    now = 0.0
+    while now < 16.0:
+        out += sum(len(d) for d, dest in node.datagrams_to_send(now) if dest == victim)
+        now = node.next_timer()
+        node.handle_timer(now)
+    assert out <= PROVEN_RATIO * len(request)  # nobody answered: it rang, then timed out
+
+
 def test_a_flood_of_spoofed_ticks_is_not_amplified():
     node = node_knowing(0)
     bytes_in = bytes_out = 0

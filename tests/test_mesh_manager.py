@@ -460,6 +460,17 @@ def test_without_a_merge_the_address_is_probed_only_every_check_interval(monkeyp
     assert len(kernel.probed) == probes + 2
 
 
+@pytest.mark.usefixtures("no_merge_spacing")
+def test_after_a_merge_a_free_address_is_announced_in_case_its_twin_moved_first():
+    manager, kernel = manager_with_radio()
+    run(manager.converge())
+    run(manager.watch())  # the first look: a periodic probe, nothing announced
+    announced = len(kernel.announced)
+    kernel.originator_table = [OTHER]
+    run(manager.watch())
+    assert kernel.announced[announced:] == [manager.status.address.ip]
+
+
 def test_merges_in_quick_succession_share_one_probe_and_none_is_forgotten(monkeypatch):
     import hw.mesh.manager as manager_module
 

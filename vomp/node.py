@@ -641,8 +641,7 @@ class Node:
             mdp.PORT_LINKSTATE, mdp.PORT_LINKSTATE, linkstate.encode_linkstate([record])
         )
         frame = Frame.local_broadcast(self.sid, body)  # its frame seq is given when sent
-        in_call = any(c.remote_sid == neighbour.sid for c in self.calls.calls())
-        self._outbox.append((neighbour.address, frame, in_call))
+        self._outbox.append((neighbour.address, frame, neighbour.sid in self._chosen_calls()))
         neighbour.ack_due_at = None
 
     def _run_lookups(self, now: float) -> None:
@@ -678,12 +677,7 @@ class Node:
         """Turn the call table's messages and events into frames and Node events."""
         if self.calls.outgoing:
             live = {c.remote_sid for c in self.calls.calls()}
-            # calls the user placed or answered: theirs to spend, not a stranger's
-            chosen = {
-                c.remote_sid
-                for c in self.calls.calls()
-                if c.is_caller or c.local_state == CallState.INCALL
-            }
+            chosen = self._chosen_calls()
             for remote_sid, message in self.calls.outgoing:
                 if remote_sid in live and remote_sid not in self._call_address:
                     neighbour = self.neighbours.get(remote_sid)
@@ -864,6 +858,15 @@ class Node:
                 self._spend_crypto(sid, now)
             self.counters["crypto_key_derivations"] += 1
         return self._keys.get(sid, self.sid, self.identity.box_secret)
+
+    def _chosen_calls(self) -> set[bytes]:
+        """Peers of calls the user placed or answered: what we send them is the user's to
+        spend, not a stranger's (a call that only rings is still the stranger's doing)."""
+        return {
+            c.remote_sid
+            for c in self.calls.calls()
+            if c.is_caller or c.local_state == CallState.INCALL
+        }
 
     def _proven_sid(self, sid: bytes) -> bool:
         neighbour = self.neighbours.get(sid)

@@ -169,17 +169,21 @@ class MeshManager:
         spaced = self._last_probe is None or now >= self._last_probe + MERGE_PROBE_SPACING_S
         if not (self._merge_pending and spaced) and now < self._next_address_check:
             return
-        self._merge_pending = False
+        merged, self._merge_pending = self._merge_pending, False
         self._last_probe = now
         self._next_address_check = now + cfg.address_check_interval_s
         own_mac = mesh_mac(self.identity)
         holder = await self.backend.address_holder(cfg.mesh_interface, address.ip, own_mac)
         if holder is None:
+            other_moved = self._conflict_kept_since is not None
             if self._conflict_kept_since is not None:
                 self._healed(
                     self._conflict_kept_since, "duplicate address: the other handset moved"
                 )
                 self._conflict_kept_since = None
+            if merged or other_moved:
+                # A handset that held our address in the other partition may have moved before
+                # we probed; ARP caches that learned its MAC for our address must learn ours.
                 await self.backend.announce(cfg.mesh_interface, address.ip, own_mac)
             return
         if self._conflict_kept_since is None:  # a new duplicate, not the one we wait out

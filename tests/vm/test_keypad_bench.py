@@ -10,12 +10,14 @@ import queue
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.vm
 
 ROWS, COLUMNS, HOOK, RINGER, LED = [5, 6, 13, 19], [12, 16, 20, 21], 26, 17, 27
+REPO = Path(__file__).resolve().parents[2]
 LAYOUT = ["123A", "456B", "789C", "*0#D"]
 # The handset side, in its own process: RPi.GPIO picks its chip from the environment at import.
 SCANNER = f"""
@@ -60,7 +62,7 @@ def test_rpi_gpio_keypad_reads_keys_and_hook_from_gpio_sim_and_drives_outputs(be
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        cwd=os.getcwd(),
+        cwd=REPO,  # `python3 -c` imports hw from its working directory
     )
     lines: queue.Queue[dict] = queue.Queue()
 
