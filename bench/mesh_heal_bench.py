@@ -6,44 +6,23 @@ re-join to audio flowing both ways again), `mesh_heal_relay_loss_ms` (a 4-node d
 relay carrying the call: relay gone to audio both ways again), the middle node's reboot, the
 partition merge with a duplicate address, and the call's longest audio gap in each case
 (`*_audio_gap_ms*`). Also what `iw station dump` says about the rates hwsim used.
-Run: `make bench`, or as root `.venv/bin/python bench/mesh_heal_bench.py` (image built).
+Run: `make bench`, or as root `PYTHONPATH=. .venv/bin/python bench/mesh_heal_bench.py`.
 """
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
+from vmbench import inner_pytest
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from vmbench import inner_pytest, vm  # noqa: E402
-
-TESTS = "tests/vm/test_mesh_heal.py"
 
 
 def main() -> int:
-    if os.geteuid() != 0 or vm.missing_host_tools():
-        print("# mesh_heal_bench: needs root and the bench's host tools; skipped", file=sys.stderr)
-        return 0
-    with tempfile.TemporaryDirectory(prefix="mesh-heal-bench-") as job:
-        run = inner_pytest.run_pytest(
-            REPO, ["-q", TESTS], job_dir=Path(job), timeout=1200, log=lambda _msg: None
-        )
-        figures = Path(job, "figures.txt")
-        lines = figures.read_text().splitlines() if figures.exists() else []
-    for line in lines:
-        print(line)
-    failed = [node for node, r in run.results.items() if r["outcome"] != "passed"]
-    for node in failed:
-        result = run.results[node]
-        print(f"# mesh_heal_bench: {node} {result['outcome']}", file=sys.stderr)
-        print(result["longrepr"][-3000:], file=sys.stderr)
-    if not run.results:
-        print(f"# mesh_heal_bench: no results; guest output:\n{run.vm.output[-3000:]}")
-    return 1 if failed or not run.results else 0
+    return inner_pytest.print_figures(
+        REPO, "tests/vm/test_mesh_heal.py", "mesh_heal_bench", timeout=1200
+    )
 
 
 if __name__ == "__main__":

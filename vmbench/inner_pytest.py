@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,3 +48,32 @@ def run_pytest(
     results_file = result.job_dir / "results.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else {}
     return InnerRun(vm=result, results=results)
+
+
+def print_figures(repo: Path, tests: str, bench_name: str, timeout: float = 900) -> int:
+    """A bench's main: run `tests` in one boot, print the figures they wrote, 1 if any failed.
+
+    The VM tests write `name value unit` lines to /job/figures.txt; a bench prints them as its
+    own. Without root or the host tools it says why on stderr and prints nothing.
+    """
+    if os.geteuid() != 0 or vm.missing_host_tools():
+        print(f"# {bench_name}: needs root and the bench's host tools; skipped", file=sys.stderr)
+        return 0
+    with tempfile.TemporaryDirectory(prefix=f"{bench_name}-") as job:
+        run = run_pytest(
+            repo, ["-q", tests], job_dir=Path(job), timeout=timeout, log=lambda _: None
+        )
+        figures = Path(job, "figures.txt")
+        lines = figures.read_text().splitlines() if figures.exists() else []
+    for line in lines:
+        print(line)
+    failed = [node for node, r in run.results.items() if r["outcome"] != "passed"]
+    for node in failed:
+        result = run.results[node]
+        print(f"# {bench_name}: {node} {result['outcome']}", file=sys.stderr)
+        print(str(result.get("longrepr", ""))[-3000:], file=sys.stderr)
+    if not run.results:
+        print(
+            f"# {bench_name}: no results; guest output:\n{run.vm.output[-3000:]}", file=sys.stderr
+        )
+    return 1 if failed or not run.results else 0
