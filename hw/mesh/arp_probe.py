@@ -4,6 +4,13 @@ A probe asks "who has A?" with sender address 0.0.0.0, so nobody's ARP cache lea
 host that holds A answers (Linux does, in arp_process). Any ARP from another MAC claiming A as
 its sender address means A is taken. An answer carrying our own MAC is not a conflict: it is a
 stale cache entry of ourselves (batman-adv's distributed ARP table answers for absent nodes).
+
+An announcement is two frames. The RFC 5227 one (a request for A from A) teaches batman-adv's
+distributed ARP table (DAT) on every node, but DAT also answers that request itself on each node
+it reaches and drops it, so no kernel's ARP cache ever sees it. A broadcast reply with a zero
+target MAC is none of DAT's business: batman-adv hands it up, and Linux re-points an existing
+cache entry for A at us (after two partitions merged with A twice, that entry may name the
+handset that has since moved away).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from pyroute2 import netns as pyroute2_netns
 ETH_P_ARP = 0x0806
 ARPHRD_ETHER = 1
 ARPOP_REQUEST = 1
+ARPOP_REPLY = 2
 BROADCAST_MAC = b"\xff" * 6
 _ARP = struct.Struct("!HHBBH6s4s6s4s")  # RFC 826, Ethernet + IPv4 only
 _ETH_HEADER = 14
@@ -81,6 +89,17 @@ def announcement_frame(own_mac: str, address: IPv4Address) -> bytes:
     return BROADCAST_MAC + sender + struct.pack("!H", ETH_P_ARP) + arp
 
 
+def announcement_reply_frame(own_mac: str, address: IPv4Address) -> bytes:
+    """A broadcast ARP reply "`address` is at `own_mac`" with a zero target MAC: it reaches the
+    neighbours' kernels through batman-adv, which the request form does not (module docstring)."""
+    sender = mac_bytes(own_mac)
+    arp = _ARP.pack(
+        ARPHRD_ETHER, 0x0800, 6, 4, ARPOP_REPLY, sender, address.packed, b"\0" * 6,
+        address.packed,
+    )  # fmt: skip
+    return BROADCAST_MAC + sender + struct.pack("!H", ETH_P_ARP) + arp
+
+
 def _packet_socket(ifname: str, netns: str | None) -> socket.socket:
     sock = pyroute2_netns.create_socket(
         netns=netns, family=socket.AF_PACKET, socket_type=socket.SOCK_RAW, proto=0
@@ -97,13 +116,15 @@ def _packet_socket(ifname: str, netns: str | None) -> socket.socket:
 async def announce(
     ifname: str, address: IPv4Address, own_mac: str, *, count: int = 2, netns: str | None = None
 ) -> None:
-    """Send `count` ARP announcements for `address`, 0.2 s apart (RFC 5227 uses two)."""
+    """Send `count` ARP announcements for `address`, 0.2 s apart (RFC 5227 uses two); each is
+    the RFC 5227 request plus the broadcast reply that reaches the kernels' ARP caches."""
     sock = _packet_socket(ifname, netns)
     try:
         for index in range(count):
             if index:
                 await asyncio.sleep(0.2)
             sock.send(announcement_frame(own_mac, address))
+            sock.send(announcement_reply_frame(own_mac, address))
     finally:
         sock.close()
 
