@@ -81,6 +81,13 @@ def test_another_hosts_probe_for_the_same_address_is_a_claim():
     assert claims_address(probe_frame(OTHER_MAC, TARGET), TARGET, OWN_MAC)
 
 
+def test_another_hosts_probe_for_an_address_we_hold_is_not_a_claim_but_its_answer_is():
+    # Linux asks from 0.0.0.0 when it has no address, e.g. right after giving up a contested one
+    assert not claims_address(probe_frame(OTHER_MAC, TARGET), TARGET, OWN_MAC, held=True)
+    assert claims_address(reply_frame(OTHER_MAC, TARGET), TARGET, OWN_MAC, held=True)
+    assert claims_address(announcement_frame(OTHER_MAC, TARGET), TARGET, OWN_MAC, held=True)
+
+
 def test_arp_about_other_addresses_is_not_a_claim():
     assert not claims_address(reply_frame(OTHER_MAC, IPv4Address("10.42.3.5")), TARGET, OWN_MAC)
     assert not claims_address(probe_frame(OTHER_MAC, IPv4Address("10.42.3.5")), TARGET, OWN_MAC)

@@ -52,14 +52,17 @@ def probe_frame(own_mac: str, target: IPv4Address) -> bytes:
     return BROADCAST_MAC + sender + struct.pack("!H", ETH_P_ARP) + arp
 
 
-def claims_address(frame: bytes, target: IPv4Address, own_mac: str) -> bool:
+def claims_address(frame: bytes, target: IPv4Address, own_mac: str, *, held: bool = False) -> bool:
     """True when `frame` is an ARP packet from another machine that uses `target`."""
-    return claimant(frame, target, own_mac) is not None
+    return claimant(frame, target, own_mac, held=held) is not None
 
 
-def claimant(frame: bytes, target: IPv4Address, own_mac: str) -> str | None:
+def claimant(frame: bytes, target: IPv4Address, own_mac: str, *, held: bool = False) -> str | None:
     """The MAC of the other machine that `frame` shows using `target`, or None.
 
+    `held`: `target` is already ours. Then only ARP that uses it as its sender address is a claim
+    (RFC 5227 2.4): a request from 0.0.0.0 is a host checking the address, or one that has no
+    address of its own (a handset that just gave up a contested address) asking for us.
     Total on any input: short or foreign frames are simply not claims.
     """
     if len(frame) < _ETH_HEADER + _ARP.size:
@@ -71,9 +74,10 @@ def claimant(frame: bytes, target: IPv4Address, own_mac: str) -> str | None:
         return None
     if sha == mac_bytes(own_mac):
         return None
-    # An answer or someone announcing the address; or (RFC 5227 2.1.1) another host probing
-    # for the same address at the same time.
-    if spa == target.packed or (spa == b"\0\0\0\0" and tpa == target.packed):
+    # An answer or someone announcing the address; or, while we only want it, (RFC 5227 2.1.1)
+    # another host probing for the same address at the same time.
+    probing_too = not held and spa == b"\0\0\0\0" and tpa == target.packed
+    if spa == target.packed or probing_too:
         return sha.hex(":")
     return None
 
@@ -137,9 +141,11 @@ async def address_holder(
     probes: int = 3,
     interval: float = 0.3,
     wait: float = 1.0,
+    held: bool = False,
     netns: str | None = None,
 ) -> str | None:
-    """Send `probes` ARP probes for `target` on `ifname`; the MAC of whoever else claims it."""
+    """Send `probes` ARP probes for `target` on `ifname`; the MAC of whoever else claims it
+    (`held`: `target` is already ours, see `claimant`)."""
     sock = _packet_socket(ifname, netns)
     try:
         loop = asyncio.get_running_loop()
@@ -158,7 +164,7 @@ async def address_holder(
                 received = await asyncio.wait_for(loop.sock_recv(sock, 2048), timeout)
             except TimeoutError:
                 continue
-            holder = claimant(received, target, own_mac)
+            holder = claimant(received, target, own_mac, held=held)
             if holder is not None:
                 return holder
         return None
