@@ -339,6 +339,9 @@ def test_two_partitions_merge_with_one_address_and_exactly_one_side_moves(bench)
             marks = [call.sent_marks() for call in calls]
             for call, mark in zip(calls, marks, strict=True):
                 await until(call.heard_since(mark), REPAIR_TIMEOUT, "audio after the move")
+            # the longest one-way silence of either call, duplicate window and move included
+            now = time.monotonic()
+            outcome["gap"] = max(call.longest_silence(merged_at, now)[0] for call in calls)
             outcome["moves"] = sum(m.status.address.ip != contested for m in (m1, m2))
             outcome["ended"] = [e for call in calls for e in ended(call)]
             # The merged mesh carries calls between the partitions too: the movers' peers
@@ -351,6 +354,7 @@ def test_two_partitions_merge_with_one_address_and_exactly_one_side_moves(bench)
 
     asyncio.run(scenario())
     note("mesh_heal_partition_merge_ms", outcome["resolved"] * 1000, "ms")
+    note("mesh_heal_partition_merge_audio_gap_ms", outcome["gap"] * 1000, "ms")
     assert outcome["moves"] == 1 and outcome["kept_address"]
     assert outcome["moved_mac"] > outcome["kept_mac"], "the greater bat0 MAC moves"
     assert outcome["ended"] == []
