@@ -126,6 +126,16 @@ def test_the_announcement_reply_is_a_broadcast_reply_with_a_zero_target_mac():
     assert claimant(announcement_reply_frame(OTHER_MAC, TARGET), TARGET, OWN_MAC) == OTHER_MAC
 
 
+def test_an_announcement_for_the_holder_comes_from_us_but_names_the_holder():
+    # batman-adv learns clients from the Ethernet source: it must stay ours
+    for frame in (
+        announcement_frame(OWN_MAC, TARGET, OTHER_MAC),
+        announcement_reply_frame(OWN_MAC, TARGET, OTHER_MAC),
+    ):
+        assert frame[6:12] == mac_bytes(OWN_MAC) and frame[22:28] == mac_bytes(OTHER_MAC)
+        assert claimant(frame, TARGET, "02:cc:cc:cc:cc:cc") == OTHER_MAC
+
+
 def test_config_defaults_are_valid_and_name_bat0():
     assert MeshConfig().mesh_interface == "bat0"
 

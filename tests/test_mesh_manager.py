@@ -417,6 +417,7 @@ def test_when_partitions_merge_a_duplicate_address_moves_the_greater_mac():
     assert manager.status.address.ip == expected_address(n=1)
     assert kernel.link_named("bat0").addresses == [manager.status.address]
     assert kernel.announced[-1] == expected_address(n=1)
+    assert kernel.handed_over == [(old.ip, other)]  # caches that named us must name the holder
     status = manager.status
     assert status.address_conflicts == 1 and status.heals == 1 and status.ready
     assert status.last_heal == f"duplicate address {old.ip}: moved"

@@ -82,26 +82,29 @@ def claimant(frame: bytes, target: IPv4Address, own_mac: str, *, held: bool = Fa
     return None
 
 
-def announcement_frame(own_mac: str, address: IPv4Address) -> bytes:
-    """An RFC 5227 ARP announcement: a request with our address as sender and target, so every
-    neighbour's ARP cache (and batman-adv's distributed ARP table) points `address` at us."""
-    sender = mac_bytes(own_mac)
+def announcement_frame(own_mac: str, address: IPv4Address, holder: str | None = None) -> bytes:
+    """An RFC 5227 ARP announcement: a request with `address` as sender and target, so every
+    neighbour's ARP cache (and batman-adv's distributed ARP table) points `address` at us, or
+    at `holder` (the handset we gave the address up to; the frame still comes from us)."""
+    sender = mac_bytes(holder or own_mac)
     arp = _ARP.pack(
         ARPHRD_ETHER, 0x0800, 6, 4, ARPOP_REQUEST, sender, address.packed, b"\0" * 6,
         address.packed,
     )  # fmt: skip
-    return BROADCAST_MAC + sender + struct.pack("!H", ETH_P_ARP) + arp
+    return BROADCAST_MAC + mac_bytes(own_mac) + struct.pack("!H", ETH_P_ARP) + arp
 
 
-def announcement_reply_frame(own_mac: str, address: IPv4Address) -> bytes:
-    """A broadcast ARP reply "`address` is at `own_mac`" with a zero target MAC: it reaches the
-    neighbours' kernels through batman-adv, which the request form does not (module docstring)."""
-    sender = mac_bytes(own_mac)
+def announcement_reply_frame(
+    own_mac: str, address: IPv4Address, holder: str | None = None
+) -> bytes:
+    """A broadcast ARP reply "`address` is at `own_mac` (or `holder`)" with a zero target MAC:
+    it reaches the neighbours' kernels through batman-adv, which the request form does not."""
+    sender = mac_bytes(holder or own_mac)
     arp = _ARP.pack(
         ARPHRD_ETHER, 0x0800, 6, 4, ARPOP_REPLY, sender, address.packed, b"\0" * 6,
         address.packed,
     )  # fmt: skip
-    return BROADCAST_MAC + sender + struct.pack("!H", ETH_P_ARP) + arp
+    return BROADCAST_MAC + mac_bytes(own_mac) + struct.pack("!H", ETH_P_ARP) + arp
 
 
 def _packet_socket(ifname: str, netns: str | None) -> socket.socket:
@@ -118,17 +121,24 @@ def _packet_socket(ifname: str, netns: str | None) -> socket.socket:
 
 
 async def announce(
-    ifname: str, address: IPv4Address, own_mac: str, *, count: int = 2, netns: str | None = None
+    ifname: str,
+    address: IPv4Address,
+    own_mac: str,
+    *,
+    holder: str | None = None,
+    count: int = 2,
+    netns: str | None = None,
 ) -> None:
-    """Send `count` ARP announcements for `address`, 0.2 s apart (RFC 5227 uses two); each is
-    the RFC 5227 request plus the broadcast reply that reaches the kernels' ARP caches."""
+    """Send `count` ARP announcements that `address` is ours (or `holder`'s), 0.2 s apart
+    (RFC 5227 uses two); each is the RFC 5227 request plus the broadcast reply that reaches the
+    kernels' ARP caches."""
     sock = _packet_socket(ifname, netns)
     try:
         for index in range(count):
             if index:
                 await asyncio.sleep(0.2)
-            sock.send(announcement_frame(own_mac, address))
-            sock.send(announcement_reply_frame(own_mac, address))
+            sock.send(announcement_frame(own_mac, address, holder))
+            sock.send(announcement_reply_frame(own_mac, address, holder))
     finally:
         sock.close()
 

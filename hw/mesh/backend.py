@@ -53,8 +53,11 @@ class MeshBackend(Protocol):
         `held`: the address is already ours (another host's probe for it is then no claim)."""
         ...
 
-    async def announce(self, ifname: str, address: IPv4Address, own_mac: str) -> None:
-        """Tell every neighbour (ARP caches, batman-adv's ARP table) that `address` is ours."""
+    async def announce(
+        self, ifname: str, address: IPv4Address, own_mac: str, *, holder: str | None = None
+    ) -> None:
+        """Tell every neighbour (ARP caches, batman-adv's ARP table) that `address` is ours, or
+        `holder`'s: the handset we just gave the address up to."""
         ...
 
     async def wait_for_change(self, timeout: float) -> bool:

@@ -66,6 +66,7 @@ class FakeMeshBackend:
         self.links: dict[int, FakeLink] = {}
         self.applied: list[Action | AddAddress | RemoveAddress] = []
         self.announced: list[IPv4Address] = []
+        self.handed_over: list[tuple[IPv4Address, str]] = []  # (address, the holder's MAC)
         self.probed: list[IPv4Address] = []
         self.foreign_addresses: dict[IPv4Address, str] = {}  # held by other hosts: address -> MAC
         self.neighbour_table: list[Neighbour] = []
@@ -193,8 +194,13 @@ class FakeMeshBackend:
         holder = self.foreign_addresses.get(address)
         return holder if holder is not None and holder != own_mac else None
 
-    async def announce(self, ifname: str, address: IPv4Address, own_mac: str) -> None:
-        self.announced.append(address)
+    async def announce(
+        self, ifname: str, address: IPv4Address, own_mac: str, *, holder: str | None = None
+    ) -> None:
+        if holder is None:
+            self.announced.append(address)
+        else:
+            self.handed_over.append((address, holder))
 
     async def wait_for_change(self, timeout: float) -> bool:
         if self._joining is not None:

@@ -278,8 +278,10 @@ class Pyroute2Backend:
     async def address_in_use(self, ifname: str, address: IPv4Address, own_mac: str) -> bool:
         return await self.address_holder(ifname, address, own_mac) is not None
 
-    async def announce(self, ifname: str, address: IPv4Address, own_mac: str) -> None:
-        await arp_probe.announce(ifname, address, own_mac, netns=self.netns)
+    async def announce(
+        self, ifname: str, address: IPv4Address, own_mac: str, *, holder: str | None = None
+    ) -> None:
+        await arp_probe.announce(ifname, address, own_mac, holder=holder, netns=self.netns)
 
     # --- diagnostics -------------------------------------------------------------------------
 

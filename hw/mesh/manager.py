@@ -203,6 +203,9 @@ class MeshManager:
             self._broken = (now, f"duplicate address {address.ip}: moved")
             if self._mesh_ifindex is not None:
                 await self.backend.apply(RemoveAddress(self._mesh_ifindex, address))
+            # Our last word on it: while both held it, our ARP traffic re-pointed neighbours'
+            # caches at us, and the holder may have announced before we left.
+            await self.backend.announce(cfg.mesh_interface, address.ip, own_mac, holder=holder)
         await self.converge()
 
     async def converge(self) -> MeshStatus:
