@@ -1,18 +1,24 @@
-"""The handset's sound, on the asyncio loop: call audio in a call, tones around it.
+"""The handset's sound, on the asyncio loop: tones outside a call, and the call's frames.
 
 Why this shape: the sound card's clock must pace everything, and the network side must never
-hold the sound card up. So the loop wakes when the engine process has captured audio
-(`add_reader` on its pipe), and for every captured chunk it does exactly one round: encode and
-send what is complete, then hand the engine the same duration of playback — decoded call
-audio pulled from the jitter buffer, or a tone, or silence. Received VoMP audio only goes
-into the jitter buffer. Nothing here waits; the engine absorbs a late round (see DeviceLoop).
+hold the sound card up. In a call the engine process runs the call's audio itself
+(`hw.soundcard.engine_call`): it encodes what it captures and plays what the jitter buffer
+gives it, in the card's own period. This side only moves frames: each encoded frame the
+engine hands back goes to the node (`send`), and each audio frame the node received goes to
+the engine with its arrival time. So in a call the handset's process wakes once per frame
+each way, not once per period.
 
-When the sound card was gone for a while (the engine reopened it), the call's media clocks
-must jump the gap with the wall clock, or every frame after it is late by the outage for the
-rest of the call. Sending the gap as a burst of silent frames would arrive late all at once
-and blow up the far jitter buffer; instead one silent frame goes out whose duration covers
-the gap (VoMP's media time advances by it; the far end conceals the hole), and the same span
-of received audio is played out into nothing.
+Outside a call (tones, the echo test, keypad beeps) the engine hands over each captured
+period, and this side answers with a period of playback (`add_reader` on its pipe). When
+nothing needs that, the engine is told so and plays silence on its own. A keypad beep during
+a call goes the same way and the engine mixes it over the call.
+
+When the sound card was gone for a while (a fresh engine process took over), the call's media
+clock must jump the gap with the wall clock, or every frame after it is late by the outage for
+the rest of the call. Sending the gap as a burst of silent frames would arrive late all at
+once and blow up the far jitter buffer; instead the first frame of the fresh engine process
+carries the gap in its duration (VoMP's media time advances by it; the far end conceals the
+hole).
 """
 
 from __future__ import annotations
@@ -23,13 +29,17 @@ from collections.abc import Callable
 
 import numpy
 
+from hw.soundcard.call_records import CallStats, SentFrame
 from hw.soundcard.engine import AudioEngine
 from hw.soundcard.tones import ToneSource, mix
 from vomp.events import AudioFrameReceived, Event
-from vomp.media import OUR_CODECS, CallAudio, choose_send_codec
+from vomp.media import OUR_CODECS, choose_send_codec
 
 SendAudio = Callable[[int, int, bytes, int], object]
 """send(call, codec, payload, duration_ms): queue one VoMP audio frame on the node."""
+
+GAUGES = {"codec_sent", "codec_received", "loss_fraction"}
+"""Call statistics a fresh engine process reports anew rather than counts on from zero."""
 
 
 class HandsetAudio:
@@ -46,7 +56,7 @@ class HandsetAudio:
         self._clock = clock
         self._rate = engine.settings.pcm.rate
         self.call: int | None = None
-        self.call_audio: CallAudio | None = None
+        self.codec: int | None = None
         self._tone: ToneSource | None = None
         self._keypad: ToneSource | None = None
         self.muted = False
@@ -55,9 +65,12 @@ class HandsetAudio:
         self.echo_peak = 0
         self._idle = False  # what the engine was last told (it starts handing audio over)
         self.rounds = 0
+        self.frames_sent = 0
         self.gaps_bridged_ms = 0.0
-        self._reopens_seen = engine.reopens
-        self._last_round_at: float | None = None
+        self._last_frame_at: float | None = None
+        self._call_stats: dict[str, object] = {}
+        self._earlier_stats: dict[str, object] = {}
+        """The call's counters from engine processes before the running one."""
 
     @property
     def echo(self) -> bool:
@@ -73,27 +86,34 @@ class HandsetAudio:
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.add_reader(self.engine.capture_fd, self._on_capture)
+        loop.add_reader(self.engine.call_fd, self._on_call_records)
 
     def detach(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.remove_reader(self.engine.capture_fd)
+        loop.remove_reader(self.engine.call_fd)
 
     # -- what the phone logic asks for
 
-    def start_call(self, call: int, remote_codecs: tuple[int, ...]) -> CallAudio | None:
-        """Begin a call's audio; None (and no audio) if the peer shares no codec with us."""
+    def start_call(self, call: int, remote_codecs: tuple[int, ...]) -> int | None:
+        """Begin a call's audio; returns the codec we send, or None (and no audio) if the
+        peer shares no codec with us."""
         codec = choose_send_codec(self.codecs, remote_codecs)
         if codec is None:
             return None
-        self.call, self.call_audio, self._tone = call, CallAudio(codec), None
-        pcm = self.engine.settings.pcm
-        self.call_audio.device_latency_ms = pcm.playback_prefill_periods * pcm.period_ms
+        self.call, self.codec, self._tone = call, codec, None
+        self.frames_sent, self._last_frame_at = 0, None
+        self._call_stats, self._earlier_stats = {"codec_sent": codec}, {}
+        self.engine.start_call(call, codec, muted=self.muted, gain=self.gain)
         self._update_idle()
-        return self.call_audio
+        return codec
 
     def end_call(self) -> dict[str, object]:
         """Stop the call's audio; returns its final statistics."""
+        self._on_call_records()  # the latest the engine said
         final = self.stats()
-        self.call = self.call_audio = None
+        if self.call is not None:
+            self.engine.end_call(self.call)
+        self.call = self.codec = None
         self._update_idle()
         return final
 
@@ -106,10 +126,12 @@ class HandsetAudio:
     def set_mute(self, on: bool) -> None:
         """Muted, the far end hears silence (still sent, so its jitter buffer keeps time)."""
         self.muted = on
+        self.engine.set_call_mute(on)
 
     def set_volume(self, level: int, reference: int = 7) -> None:
         """Earpiece volume of call audio: 3 dB a step around `reference` (unity gain)."""
         self.gain = 10 ** ((level - reference) * 3 / 20)
+        self.engine.set_call_gain(self.gain)
 
     def key_pressed(self, key: str) -> None:
         """Keypad feedback: a short DTMF beep, mixed over whatever is playing."""
@@ -117,38 +139,56 @@ class HandsetAudio:
         self._update_idle()
 
     def on_event(self, event: Event) -> None:
-        if (
-            isinstance(event, AudioFrameReceived)
-            and self.call_audio is not None
-            and event.call == self.call
-        ):
-            self.call_audio.receive(event.codec, event.time_ms, event.payload, self._clock())
+        if isinstance(event, AudioFrameReceived) and event.call == self.call:
+            self.engine.deliver_frame(
+                event.call, event.codec, event.time_ms, self._clock(), event.payload
+            )
 
-    # -- the round, once per captured chunk
+    # -- the call's frames, as the engine process encodes them
+
+    def _on_call_records(self) -> None:
+        for record in self.engine.read_call_records():
+            if isinstance(record, SentFrame) and record.call == self.call:
+                self._send_frame(record)
+            elif isinstance(record, CallStats) and record.call == self.call:
+                self._call_stats = record.stats
+
+    def _send_frame(self, frame: SentFrame) -> None:
+        assert self.call is not None
+        now = self._clock()
+        duration = frame.duration_ms
+        if frame.seq == 0 and self._last_frame_at is not None:
+            # A fresh engine process: its first frame also carries the time without frames.
+            silent_ms = round(1000 * (now - self._last_frame_at)) - duration
+            skip_ms = max(0, silent_ms // duration * duration)
+            duration += skip_ms
+            self.gaps_bridged_ms += skip_ms
+            self._earlier_stats = self._counted_so_far()
+            self._call_stats = {"codec_sent": self.codec}
+        self._last_frame_at = now
+        self.frames_sent += 1
+        self._send(self.call, frame.codec, frame.payload, duration)
+
+    def _counted_so_far(self) -> dict[str, object]:
+        """The call's statistics over every engine process so far: counters summed."""
+        merged = dict(self._earlier_stats)
+        for key, value in self._call_stats.items():
+            earlier = merged.get(key)
+            counts = type(value) is int and key not in GAUGES and type(earlier) is int
+            merged[key] = earlier + value if counts else value  # type: ignore[operator]
+        return merged
+
+    # -- a round outside the call's audio, once per captured period while one is needed
 
     def _on_capture(self) -> None:
         captured = self.engine.read_capture()
         if not captured:
             return
         self.rounds += 1
-        now = self._clock()
-        call, call_audio = self.call, self.call_audio
-        if self.engine.reopens != self._reopens_seen:
-            self._reopens_seen = self.engine.reopens
-            if call is not None and call_audio is not None and self._last_round_at is not None:
-                self._bridge_gap(call, call_audio, now - self._last_round_at, len(captured), now)
-        self._last_round_at = now
-        if call is not None and call_audio is not None:
-            sent = bytes(len(captured)) if self.muted else captured
-            for out in call_audio.capture(sent):
-                self._send(call, out.codec, out.payload, out.duration_ms)
-            pcm = call_audio.playback(len(captured) // 2, now)
-            if self.gain != 1.0:
-                pcm = scaled(pcm, self.gain)
-        elif self.echo:
+        if self.echo and self.call is None:
             pcm = captured
             self.echo_peak = max(self.echo_peak, peak(captured))
-        elif self._tone is not None:
+        elif self._tone is not None and self.call is None:
             pcm = self._tone.read(len(captured))
         else:
             pcm = bytes(len(captured))
@@ -160,36 +200,21 @@ class HandsetAudio:
         self._update_idle()
 
     def _update_idle(self) -> None:
-        """Tell the engine whether rounds are needed at all: not without a call, an echo test,
-        a tone or a keypad beep (the engine then plays silence without waking us)."""
-        idle = self.call is None and not self._echo and self._tone is None and self._keypad is None
-        if idle != self._idle:
-            self._idle = idle
-            self.engine.set_idle(idle)
-            if not idle:  # rounds stopped for a while: that was no device outage
-                self._last_round_at = None
-                self._reopens_seen = self.engine.reopens
-
-    def _bridge_gap(
-        self, call: int, call_audio: CallAudio, since_s: float, nbytes: int, now: float
-    ) -> None:
-        """Move both media clocks across a device outage of `since_s` (less what just came)."""
-        frame_ms = call_audio.config.frame_ms
-        skip_ms = int(1000 * since_s - 500 * nbytes / self._rate) // frame_ms * frame_ms
-        if skip_ms <= 0:
-            return
-        outgoing = call_audio.capture(bytes(2 * self._rate * frame_ms // 1000))
-        for i, out in enumerate(outgoing):
-            extra = skip_ms if i == len(outgoing) - 1 else 0
-            self._send(call, out.codec, out.payload, out.duration_ms + extra)
-        call_audio.playback(skip_ms * self._rate // 1000, now)
-        self.gaps_bridged_ms += skip_ms
+        """Tell the engine whether rounds are needed at all: only for an echo test, a tone
+        outside a call or a keypad beep (otherwise the engine plays the call or silence
+        without waking us)."""
+        needed = self._keypad is not None or (
+            self.call is None and (self._echo or self._tone is not None)
+        )
+        if needed == self._idle:
+            self._idle = not needed
+            self.engine.set_idle(not needed)
 
     def stats(self) -> dict[str, object]:
         """Call-path and device statistics in one flat dict for the diagnostics shell."""
         merged: dict[str, object] = dict(self.engine.stats().as_dict())
-        if self.call_audio is not None:
-            merged.update(self.call_audio.stats.as_dict())
+        if self.call is not None:
+            merged.update(self._counted_so_far())
         merged["device_gaps_bridged_ms"] = round(self.gaps_bridged_ms)
         return merged
 
@@ -198,9 +223,3 @@ def peak(pcm: bytes) -> int:
     """The largest sample magnitude of 16-bit `pcm`."""
     samples = numpy.frombuffer(pcm, dtype="<i2").astype(numpy.int32)
     return int(numpy.abs(samples).max()) if len(samples) else 0
-
-
-def scaled(pcm: bytes, gain: float) -> bytes:
-    """16-bit samples times `gain`, clipped."""
-    samples = numpy.frombuffer(pcm, dtype="<i2").astype(numpy.float32) * gain
-    return numpy.clip(samples, -32768, 32767).astype("<i2").tobytes()

@@ -37,6 +37,8 @@ class DeviceCounters:
     period_interval_max_us: int = _counter(MAX)
     period_interval_last_us: int = _counter(LATEST)
     period_late: int = _counter(SUM)
+    call_records_dropped: int = _counter(SUM)
+    """Encoded frames (or statistics) the handset's full pipe refused: a stalled call path."""
     realtime: int = _counter(LATEST)
     heartbeat_ns: int = _counter(LATEST)
 

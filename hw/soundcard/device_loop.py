@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from hw.soundcard.counters import DeviceCounters
 from hw.soundcard.devices import XRUN, CaptureStream, PcmSettings, PlaybackStream, Xrun
+from hw.soundcard.tones import mix
 
 SETTLE_WINDOW_PERIODS = 50
 """Periods (0.5 s at 10 ms) the playback queue must stay non-empty before one is dropped."""
@@ -35,11 +36,16 @@ class DeviceLoop:
         clock_ns: Callable[[], int],
         wait_for_reply: Callable[[float], object] | None = None,
         call_path_idle: Callable[[], bool] = lambda: False,
+        call_round: Callable[[bytes], bytes | None] = lambda captured: None,
     ) -> None:
         """`wait_for_reply(seconds)` returns once the call path's answer can be fetched or
         the time is up; without it the loop never waits. While `call_path_idle()`, captured
-        periods are not handed over and the silence played is not counted as starvation."""
+        periods are not handed over and the silence played is not counted as starvation.
+        `call_round(captured)` is the call's audio run here (EngineCall): the period of call
+        audio to play, or None outside a call; the call path's own audio (a keypad beep) is
+        mixed over it, and nobody waits for a reply."""
         self._call_path_idle = call_path_idle
+        self._call_round = call_round
         self._capture = capture
         self._playback = playback
         self._deliver = deliver
@@ -55,6 +61,7 @@ class DeviceLoop:
         self._prefill = settings.playback_prefill_periods
         self._max_queued = settings.max_queued_periods * self._period_bytes
         self._queued = bytearray()
+        self._call_queued = bytearray()
         self._window_left = SETTLE_WINDOW_PERIODS
         self._window_min = 1 << 30
         self._last_read_ns: int | None = None
@@ -86,10 +93,12 @@ class DeviceLoop:
             return
         counters.periods += 1
         idle = self._call_path_idle()
+        call_audio = self._call_round(captured)
         if captured and not idle:
             if self._deliver(captured):
-                if self._wait_for_reply is not None and len(self._queued) < self._period_bytes:
-                    self._wait_for_reply(self._reply_wait_s)
+                wait = None if call_audio is not None else self._wait_for_reply
+                if wait is not None and len(self._queued) < self._period_bytes:
+                    wait(self._reply_wait_s)
             else:
                 counters.capture_dropped += 1
         self._queued += self._fetch()
@@ -98,9 +107,14 @@ class DeviceLoop:
             whole = -(-excess // self._period_bytes) * self._period_bytes
             del self._queued[:whole]
             counters.playback_trimmed += whole // self._period_bytes
+        call_period = self._call_period(call_audio)
         if len(self._queued) >= self._period_bytes:
             period = bytes(self._queued[: self._period_bytes])
             del self._queued[: self._period_bytes]
+            if call_period is not None:
+                period = mix(call_period, period)
+        elif call_period is not None:
+            period = call_period
         else:
             period = bytes(self._period_bytes)
             counters.playback_starved += not idle
@@ -111,6 +125,20 @@ class DeviceLoop:
             # more would add a period of delay for the rest of the call).
             self.prime(self._prefill - 1)
             self._playback.write(period)
+
+    def _call_period(self, call_audio: bytes | None) -> bytes | None:
+        """A playback period of the call's audio (captured periods may be sized otherwise)."""
+        if call_audio is None:
+            self._call_queued.clear()
+            return None
+        if not self._call_queued and len(call_audio) == self._period_bytes:
+            return call_audio
+        self._call_queued += call_audio
+        if len(self._call_queued) < self._period_bytes:
+            return None
+        period = bytes(self._call_queued[: self._period_bytes])
+        del self._call_queued[: self._period_bytes]
+        return period
 
     def _settle(self) -> None:
         """Drop one period if the queue stayed at least a period deep for a whole window."""

@@ -31,8 +31,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from hw.soundcard.call_records import (
+    EndCall,
+    Gain,
+    Mute,
+    ReceivedFrame,
+    Record,
+    RecordReader,
+    StartCall,
+    encode,
+)
 from hw.soundcard.counters import SHM_SIZE, DeviceCounters, SharedCounters
-from hw.soundcard.engine_process import EXIT_MISMATCH, EngineSettings
+from hw.soundcard.engine_process import EXIT_MISMATCH, EnginePipes, EngineSettings
 from hw.soundcard.realtime import scheduling_of_this_thread, take_on_scheduling
 
 __all__ = ["AudioEngine", "EngineSettings", "EngineStats"]
@@ -108,6 +118,17 @@ class AudioEngine:
         for fd in (self._capture_r, self._capture_w, self._playback_r, self._playback_w):
             os.set_blocking(fd, False)
         self.capture_fd = self._capture_r
+        self._to_call_r, self._to_call_w = os.pipe()
+        self._from_call_r, self._from_call_w = os.pipe()
+        for fd in (self._to_call_r, self._to_call_w, self._from_call_r, self._from_call_w):
+            os.set_blocking(fd, False)
+        self.call_fd = self._from_call_r
+        """Readable when the engine process has call records (encoded frames) for us."""
+        self._call_records = RecordReader()
+        self._call_setup: list[bytes] = []
+        """The running call as the engine process must know it (start, mute, gain): told
+        again to a fresh engine process after a reopen."""
+        self.call_records_refused = 0
 
     # -- life cycle
 
@@ -131,6 +152,10 @@ class AudioEngine:
             self._capture_w,
             self._playback_r,
             self._playback_w,
+            self._to_call_r,
+            self._to_call_w,
+            self._from_call_r,
+            self._from_call_w,
             self._shm_fd,
         ):
             with contextlib.suppress(OSError):
@@ -168,6 +193,75 @@ class AudioEngine:
         nothing over, so the call path is not woken every period for nothing."""
         self._shared.set_call_path_idle(idle)
 
+    @property
+    def pipes(self) -> EnginePipes:
+        """The engine process's ends of the pipes (it inherits them)."""
+        return EnginePipes(self._capture_w, self._playback_r, self._to_call_r, self._from_call_w)
+
+    def call_path_idle(self) -> bool:
+        """What the engine process reads once a period: whether to hand captured audio over."""
+        return self._shared.call_path_idle()
+
+    # -- the call's audio, run by the engine process
+
+    def start_call(self, call: int, codec: int, *, muted: bool = False, gain: float = 1.0) -> None:
+        """Start the call's audio in the engine process: it encodes what it captures,
+        hands the frames back (`read_call_records`), and plays what `deliver_frame` gives it."""
+        self._call_setup = [encode(Mute(muted)), encode(Gain(gain)), encode(StartCall(call, codec))]
+        for record in self._call_setup:
+            self._tell_call(record)
+
+    def end_call(self, call: int) -> None:
+        self._call_setup = []
+        self._tell_call(encode(EndCall(call)))
+
+    def set_call_mute(self, on: bool) -> None:
+        self._set_up(0, encode(Mute(on)))
+
+    def set_call_gain(self, gain: float) -> None:
+        self._set_up(1, encode(Gain(gain)))
+
+    def deliver_frame(
+        self, call: int, codec: int, time_ms: int, arrived: float, payload: bytes
+    ) -> bool:
+        """Hand a received VoMP audio frame to the call's jitter buffer."""
+        try:
+            record = encode(ReceivedFrame(call, codec, time_ms, arrived, payload))
+        except ValueError:
+            self.call_records_refused += 1
+            return False
+        return self._tell_call(record)
+
+    def read_call_records(self) -> list[Record]:
+        """What the engine process said about the call since the last read (non-blocking)."""
+        records: list[Record] = []
+        while True:
+            try:
+                data = os.read(self._from_call_r, 65536)
+            except BlockingIOError:
+                return records
+            records += self._call_records.feed(data)
+            if len(data) < 65536:
+                return records
+
+    def _retell_call(self) -> None:
+        """A call in progress goes on in a fresh engine process: tell it the call again."""
+        for record in self._call_setup:
+            self._tell_call(record)
+
+    def _set_up(self, index: int, record: bytes) -> None:
+        if self._call_setup:
+            self._call_setup[index] = record
+        self._tell_call(record)
+
+    def _tell_call(self, record: bytes) -> bool:
+        try:
+            os.write(self._to_call_w, record)
+        except (BlockingIOError, BrokenPipeError):
+            self.call_records_refused += 1
+            return False
+        return True
+
     # -- statistics
 
     @property
@@ -203,7 +297,9 @@ class AudioEngine:
     def _spawn(self) -> None:
         self._shared.clear()
         self._spawned_ns = time.monotonic_ns()
-        fds = (self._capture_w, self._playback_r, self._shm_fd)
+        self._retell_call()
+        pipes = dataclasses.astuple(self.pipes)
+        fds = (self._shm_fd, *pipes)
         self._proc = subprocess.Popen(
             [
                 sys.executable,

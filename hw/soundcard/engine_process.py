@@ -1,11 +1,11 @@
 """The engine process: the DeviceLoop alone in its own real-time process.
 
-Started by `AudioEngine` as `python -m hw.soundcard.engine_process SETTINGS CAPTURE_W
-PLAYBACK_R SHM`: it opens the devices, primes playback and runs periods until the device goes
-(exit status EXIT_GONE, the supervisor reopens) or the parent does (the playback pipe closes).
-A device that opens with the wrong rate, format or period exits with EXIT_MISMATCH, which the
-supervisor does not retry. It imports pyalsaaudio and nothing else heavy, so it starts fast
-when a USB card comes back.
+Started by `AudioEngine` as `python -m hw.soundcard.engine_process SETTINGS SHM CAPTURE_W
+PLAYBACK_R CALL_R CALL_W`: it opens the devices, primes playback and runs periods until the
+device goes (exit status EXIT_GONE, the supervisor reopens) or the parent does (the playback
+pipe closes). A device that opens with the wrong rate, format or period exits with
+EXIT_MISMATCH, which the supervisor does not retry. During a call it also runs the call's
+audio (EngineCall), fed by and feeding the call-record pipes.
 """
 
 from __future__ import annotations
@@ -20,11 +20,21 @@ import select
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from hw.soundcard.call_records import pipe_writes
 from hw.soundcard.counters import SharedCounters
 from hw.soundcard.device_loop import DeviceLoop
-from hw.soundcard.devices import DeviceGoneError, DeviceMismatchError, PcmSettings, load_backend
+from hw.soundcard.devices import (
+    CaptureStream,
+    DeviceGoneError,
+    DeviceMismatchError,
+    PcmSettings,
+    PlaybackStream,
+    load_backend,
+)
+from hw.soundcard.engine_call import EngineCall
 from hw.soundcard.realtime import become_realtime
 
 EXIT_GONE = 3
@@ -57,7 +67,93 @@ class EngineSettings:
         return cls(**raw)
 
 
-def run_engine_process(settings: EngineSettings, capture_w: int, playback_r: int, shm: int) -> int:
+@dataclass(frozen=True)
+class EnginePipes:
+    """The engine process's ends of its pipes to the handset."""
+
+    capture_w: int
+    """Captured periods, while the call path wants them (tones, echo test, keypad beeps)."""
+    playback_r: int
+    """The call path's answer to each: a period to play."""
+    call_r: int
+    """Call records for the engine: start, end, mute, gain and each received frame."""
+    call_w: int
+    """Call records from it: each encoded frame, now and then the call's statistics."""
+
+
+class ParentGone(Exception):
+    """The handset closed its end of the playback pipe: it stopped, so the engine stops."""
+
+
+def piped_loop(
+    settings: PcmSettings,
+    capture: CaptureStream,
+    playback: PlaybackStream,
+    pipes: EnginePipes,
+    call_path_idle: Callable[[], bool],
+    clock_ns: Callable[[], int] = time.monotonic_ns,
+) -> DeviceLoop:
+    """The DeviceLoop on these streams, talking to the handset through `pipes`; its
+    run_period() raises ParentGone once the handset is gone. In a call, a period that takes
+    the next received frame while it has not come yet waits for it as long as the call path's
+    answer would be waited for (`reply_wait_periods`): a frame that comes just after the
+    period began then plays in this period, not the next."""
+    call = EngineCall(settings)
+    frame_wait_s = settings.reply_wait_periods * settings.period_ms / 1000
+
+    def deliver(data: bytes) -> bool:
+        try:
+            os.write(pipes.capture_w, data)
+        except BlockingIOError:
+            return False
+        return True
+
+    def fetch() -> bytes:
+        try:
+            data = os.read(pipes.playback_r, 65536)
+        except BlockingIOError:
+            return b""
+        if not data:
+            raise ParentGone
+        return data
+
+    def wait_for_reply(seconds: float) -> None:
+        select.select([pipes.playback_r], [], [], seconds)
+
+    def take_call_records() -> None:
+        with contextlib.suppress(BlockingIOError):
+            call.take(os.read(pipes.call_r, 65536))
+
+    def call_round(captured: bytes) -> bytes | None:
+        take_call_records()
+        if call.audio is None:
+            return None
+        if frame_wait_s and call.awaits_frame(len(captured) // 2):
+            select.select([pipes.call_r], [], [], frame_wait_s)
+            take_call_records()
+        pcm, records = call.round(captured, clock_ns() / 1e9)
+        for chunk in pipe_writes(records):
+            try:
+                os.write(pipes.call_w, chunk)
+            except BlockingIOError:
+                loop.counters.call_records_dropped += 1
+        return pcm
+
+    loop = DeviceLoop(
+        capture,
+        playback,
+        settings,
+        deliver,
+        fetch,
+        clock_ns,
+        wait_for_reply,
+        call_path_idle,
+        call_round,
+    )
+    return loop
+
+
+def run_engine_process(settings: EngineSettings, pipes: EnginePipes, shm: int) -> int:
     """Body of the engine process: open, prime, loop until the device or the parent goes."""
     shared = SharedCounters(shm)
     realtime = settings.realtime_priority > 0 and become_realtime(settings.realtime_priority)
@@ -72,49 +168,18 @@ def run_engine_process(settings: EngineSettings, capture_w: int, playback_r: int
         print(f"audio engine: {exc}", file=sys.stderr)
         return EXIT_GONE
 
-    parent_gone = False
-
-    def deliver(data: bytes) -> bool:
-        try:
-            os.write(capture_w, data)
-        except BlockingIOError:
-            return False
-        return True
-
-    def fetch() -> bytes:
-        nonlocal parent_gone
-        try:
-            data = os.read(playback_r, 65536)
-        except BlockingIOError:
-            return b""
-        if not data:
-            parent_gone = True
-        return data
-
-    def wait_for_reply(seconds: float) -> None:
-        select.select([playback_r], [], [], seconds)
-
-    loop = DeviceLoop(
-        capture,
-        playback,
-        settings.pcm,
-        deliver,
-        fetch,
-        time.monotonic_ns,
-        wait_for_reply,
-        shared.call_path_idle,
-    )
+    loop = piped_loop(settings.pcm, capture, playback, pipes, shared.call_path_idle)
     loop.counters.realtime = int(realtime)
     loop.prime()
     gc.disable()  # the loop makes no reference cycles; a collection would only add jitter
     try:
-        while not parent_gone:
+        while True:
             loop.run_period()
             shared.publish(loop.counters)
     except DeviceGoneError as exc:
         print(f"audio engine: {exc}", file=sys.stderr)
         return EXIT_GONE
-    except BrokenPipeError:
+    except (BrokenPipeError, ParentGone):
         return 0
     finally:
         shared.publish(loop.counters)
@@ -127,14 +192,13 @@ def run_engine_process(settings: EngineSettings, capture_w: int, playback_r: int
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description="audio engine process (started by AudioEngine)")
     parser.add_argument("settings")
-    parser.add_argument("capture_w", type=int)
-    parser.add_argument("playback_r", type=int)
     parser.add_argument("shm", type=int)
+    for name in EnginePipes.__dataclass_fields__:
+        parser.add_argument(name, type=int)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
-    return run_engine_process(
-        EngineSettings.from_json(args.settings), args.capture_w, args.playback_r, args.shm
-    )
+    pipes = EnginePipes(**{name: getattr(args, name) for name in EnginePipes.__dataclass_fields__})
+    return run_engine_process(EngineSettings.from_json(args.settings), pipes, args.shm)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ back: the packet itself, the next packet's FEC copy, or loss concealment.
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
 
 import opuslib_next
@@ -87,6 +88,17 @@ class OpusDecoder:
     def __init__(self, sample_rate: int = 16000) -> None:
         self.sample_rate = sample_rate
         self._dec = opuslib_next.Decoder(sample_rate, 1)
+        self._pcm = (ctypes.c_int16 * (MAX_FRAME_MS * sample_rate // 1000))()
+        """The one output buffer, reused: opuslib_next's decode makes a fresh one per frame and
+        leaves it in a reference cycle, garbage for the collector the audio engine keeps off."""
+
+    def _decode(self, packet: bytes | None, samples: int, fec: bool = False) -> bytes:
+        size = len(packet) if packet else 0
+        state = self._dec.decoder_state
+        made = opus_decoder.libopus_decode(state, packet, size, self._pcm, samples, int(fec))
+        if made < 0:
+            raise opuslib_next.OpusError(made)
+        return ctypes.string_at(self._pcm, 2 * made)
 
     def samples_in(self, packet: bytes) -> int:
         """How many samples (at our rate) `packet` decodes to; OpusPacketError if it is bad."""
@@ -101,7 +113,7 @@ class OpusDecoder:
     def decode(self, packet: bytes) -> bytes:
         """Decode one packet to s16le PCM."""
         try:
-            return self._dec.decode(packet, self.samples_in(packet))
+            return self._decode(packet, self.samples_in(packet))
         except opuslib_next.OpusError as e:
             raise OpusPacketError(str(e)) from e
 
@@ -112,7 +124,7 @@ class OpusDecoder:
         `samples` is rounded as for `conceal`.
         """
         try:
-            return self._dec.decode(next_packet, self._plc_size(samples), decode_fec=True)
+            return self._decode(next_packet, self._plc_size(samples), fec=True)
         except opuslib_next.OpusError as e:
             raise OpusPacketError(str(e)) from e
 
@@ -122,8 +134,7 @@ class OpusDecoder:
         libopus conceals whole 2.5 ms steps only (up to 120 ms), so `samples` is rounded up to
         one; the caller gets what was made (the pipeline takes PCM of any length).
         """
-        state = self._dec.decoder_state
-        return opus_decoder.decode(state, None, 0, self._plc_size(samples), False, channels=1)
+        return self._decode(None, self._plc_size(samples))
 
     def _plc_size(self, samples: int) -> int:
         step = self.sample_rate // 400  # 2.5 ms
