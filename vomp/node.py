@@ -118,10 +118,11 @@ NONCE_PEERS = 512
 SWEEP_INTERVAL = 6.0  # s between sweeps of SIDs nobody needs any more
 CHALLENGE_INTERVAL = 2.0  # s between key-map requests to one (SID, other address) claim
 # A neighbour that has not proved its address yet (no fresh crypto_box from it), or whose key
-# we lack, is asked again for its key (§10), whose boxed answer proves it and brings the key: first after HANDSHAKE_RETRY, then twice as
-# long each time up to HANDSHAKE_RETRY_MAX, each wait stretched by a random 0-100 % so that a
-# mesh that booted together does not ask in lockstep. A request or its answer can be lost, or
-# refused by either side's limits when many strangers appear at once.
+# we lack, is asked again for its key (§10): the boxed answer proves it and brings the key.
+# First after HANDSHAKE_RETRY, then twice as long each time up to HANDSHAKE_RETRY_MAX, each
+# wait stretched by a random 0-100 % so that a mesh that booted together does not ask in
+# lockstep. A request or its answer can be lost, or refused by either side's limits when many
+# strangers appear at once.
 HANDSHAKE_RETRY = 1.0
 HANDSHAKE_RETRY_MAX = 8.0
 # Part of each limit on strangers that routine frames (link-state, request copies) leave to
