@@ -240,8 +240,9 @@ class Node:
         self._ensure_started(now)
         self._flush_calls()
         by_destination: dict[object, list[tuple[Frame | None, Priority]]] = {}
-        # the handshake first: it is what the limits keep room for
-        for destination, frame, priority in sorted(self._outbox, key=lambda item: item[2]):
+        # the handshake first (it is what the limits keep room for); the rest in its order
+        outbox = sorted(self._outbox, key=lambda item: item[2] is not Priority.HANDSHAKE)
+        for destination, frame, priority in outbox:
             by_destination.setdefault(destination, []).append((frame, priority))
         self._outbox.clear()
         datagrams = []
