@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from lab.netsim import Faults, Network, Station, events_of
@@ -80,6 +80,7 @@ def test_a_hundred_handsets_booting_together_settle():
 
 
 @settings(max_examples=6)
+@example(size=2, spread=0.0, loss=0.0625, seed=1)  # one lost key-map answer: never asked again
 @given(
     size=st.integers(2, 12),
     spread=st.floats(0.0, 10.0),
