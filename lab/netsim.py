@@ -72,7 +72,8 @@ class Network:
 
     # ------------------------------------------------------------------------ running
     def run_until(self, end: float) -> None:
-        self._touch_all()  # commands may have been given to any node since the last run
+        self._touch_all()  # commands may have been given to any node since the last run:
+        self._settle()  # what they queued goes out now, as a transport sends it at once
         self._reread_timers()
         while True:
             when, station = self._next()
