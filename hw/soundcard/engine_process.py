@@ -97,12 +97,8 @@ def piped_loop(
     clock_ns: Callable[[], int] = time.monotonic_ns,
 ) -> DeviceLoop:
     """The DeviceLoop on these streams, talking to the handset through `pipes`; its
-    run_period() raises ParentGone once the handset is gone. In a call, a period that takes
-    the next received frame while it has not come yet waits for it as long as the call path's
-    answer would be waited for (`reply_wait_periods`): a frame that comes just after the
-    period began then plays in this period, not the next."""
+    run_period() raises ParentGone once the handset is gone."""
     call = EngineCall(settings)
-    frame_wait_s = settings.reply_wait_periods * settings.period_ms / 1000
 
     def deliver(data: bytes) -> bool:
         try:
@@ -123,17 +119,11 @@ def piped_loop(
     def wait_for_reply(seconds: float) -> None:
         select.select([pipes.playback_r], [], [], seconds)
 
-    def take_call_records() -> None:
+    def call_round(captured: bytes) -> bytes | None:
         with contextlib.suppress(BlockingIOError):
             call.take(os.read(pipes.call_r, 65536))
-
-    def call_round(captured: bytes) -> bytes | None:
-        take_call_records()
         if call.audio is None:
             return None
-        if frame_wait_s and call.awaits_frame(len(captured) // 2):
-            select.select([pipes.call_r], [], [], frame_wait_s)
-            take_call_records()
         pcm, records = call.round(captured, clock_ns() / 1e9)
         for chunk in pipe_writes(records):
             try:
