@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from hw.mesh.addressing import candidate_addresses, mesh_mac
 from hw.mesh.arp_probe import (
     announcement_frame,
+    announcement_reply_frame,
     claimant,
     claims_address,
     mac_bytes,
@@ -80,6 +81,13 @@ def test_another_hosts_probe_for_the_same_address_is_a_claim():
     assert claims_address(probe_frame(OTHER_MAC, TARGET), TARGET, OWN_MAC)
 
 
+def test_another_hosts_probe_for_an_address_we_hold_is_not_a_claim_but_its_answer_is():
+    # Linux asks from 0.0.0.0 when it has no address, e.g. right after giving up a contested one
+    assert not claims_address(probe_frame(OTHER_MAC, TARGET), TARGET, OWN_MAC, held=True)
+    assert claims_address(reply_frame(OTHER_MAC, TARGET), TARGET, OWN_MAC, held=True)
+    assert claims_address(announcement_frame(OTHER_MAC, TARGET), TARGET, OWN_MAC, held=True)
+
+
 def test_arp_about_other_addresses_is_not_a_claim():
     assert not claims_address(reply_frame(OTHER_MAC, IPv4Address("10.42.3.5")), TARGET, OWN_MAC)
     assert not claims_address(probe_frame(OTHER_MAC, IPv4Address("10.42.3.5")), TARGET, OWN_MAC)
@@ -105,6 +113,17 @@ def test_the_claimant_is_the_other_machines_mac():
 def test_an_announcement_by_another_machine_is_a_claim_and_ours_is_not():
     assert claimant(announcement_frame(OTHER_MAC, TARGET), TARGET, OWN_MAC) == OTHER_MAC.lower()
     assert claimant(announcement_frame(OWN_MAC, TARGET), TARGET, OWN_MAC) is None
+
+
+def test_the_announcement_reply_is_a_broadcast_reply_with_a_zero_target_mac():
+    # batman-adv's DAT leaves an ARP reply with a zero target MAC alone, so it reaches kernels
+    frame = announcement_reply_frame(OWN_MAC, TARGET)
+    assert frame[:6] == b"\xff" * 6 and frame[6:12] == mac_bytes(OWN_MAC)
+    assert frame[12:14] == b"\x08\x06" and frame[20:22] == b"\x00\x02"
+    assert frame[22:28] == mac_bytes(OWN_MAC) and frame[28:32] == TARGET.packed
+    assert frame[32:38] == bytes(6) and frame[38:42] == TARGET.packed
+    assert claimant(frame, TARGET, OWN_MAC) is None
+    assert claimant(announcement_reply_frame(OTHER_MAC, TARGET), TARGET, OWN_MAC) == OTHER_MAC
 
 
 def test_config_defaults_are_valid_and_name_bat0():

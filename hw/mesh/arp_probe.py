@@ -4,6 +4,13 @@ A probe asks "who has A?" with sender address 0.0.0.0, so nobody's ARP cache lea
 host that holds A answers (Linux does, in arp_process). Any ARP from another MAC claiming A as
 its sender address means A is taken. An answer carrying our own MAC is not a conflict: it is a
 stale cache entry of ourselves (batman-adv's distributed ARP table answers for absent nodes).
+
+An announcement is two frames. The RFC 5227 one (a request for A from A) teaches batman-adv's
+distributed ARP table (DAT) on every node, but DAT also answers that request itself on each node
+it reaches and drops it, so no kernel's ARP cache ever sees it. A broadcast reply with a zero
+target MAC is none of DAT's business: batman-adv hands it up, and Linux re-points an existing
+cache entry for A at us (after two partitions merged with A twice, that entry may name the
+handset that has since moved away).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from pyroute2 import netns as pyroute2_netns
 ETH_P_ARP = 0x0806
 ARPHRD_ETHER = 1
 ARPOP_REQUEST = 1
+ARPOP_REPLY = 2
 BROADCAST_MAC = b"\xff" * 6
 _ARP = struct.Struct("!HHBBH6s4s6s4s")  # RFC 826, Ethernet + IPv4 only
 _ETH_HEADER = 14
@@ -44,14 +52,17 @@ def probe_frame(own_mac: str, target: IPv4Address) -> bytes:
     return BROADCAST_MAC + sender + struct.pack("!H", ETH_P_ARP) + arp
 
 
-def claims_address(frame: bytes, target: IPv4Address, own_mac: str) -> bool:
+def claims_address(frame: bytes, target: IPv4Address, own_mac: str, *, held: bool = False) -> bool:
     """True when `frame` is an ARP packet from another machine that uses `target`."""
-    return claimant(frame, target, own_mac) is not None
+    return claimant(frame, target, own_mac, held=held) is not None
 
 
-def claimant(frame: bytes, target: IPv4Address, own_mac: str) -> str | None:
+def claimant(frame: bytes, target: IPv4Address, own_mac: str, *, held: bool = False) -> str | None:
     """The MAC of the other machine that `frame` shows using `target`, or None.
 
+    `held`: `target` is already ours. Then only ARP that uses it as its sender address is a claim
+    (RFC 5227 2.4): a request from 0.0.0.0 is a host checking the address, or one that has no
+    address of its own (a handset that just gave up a contested address) asking for us.
     Total on any input: short or foreign frames are simply not claims.
     """
     if len(frame) < _ETH_HEADER + _ARP.size:
@@ -63,9 +74,10 @@ def claimant(frame: bytes, target: IPv4Address, own_mac: str) -> str | None:
         return None
     if sha == mac_bytes(own_mac):
         return None
-    # An answer or someone announcing the address; or (RFC 5227 2.1.1) another host probing
-    # for the same address at the same time.
-    if spa == target.packed or (spa == b"\0\0\0\0" and tpa == target.packed):
+    # An answer or someone announcing the address; or, while we only want it, (RFC 5227 2.1.1)
+    # another host probing for the same address at the same time.
+    probing_too = not held and spa == b"\0\0\0\0" and tpa == target.packed
+    if spa == target.packed or probing_too:
         return sha.hex(":")
     return None
 
@@ -76,6 +88,17 @@ def announcement_frame(own_mac: str, address: IPv4Address) -> bytes:
     sender = mac_bytes(own_mac)
     arp = _ARP.pack(
         ARPHRD_ETHER, 0x0800, 6, 4, ARPOP_REQUEST, sender, address.packed, b"\0" * 6,
+        address.packed,
+    )  # fmt: skip
+    return BROADCAST_MAC + sender + struct.pack("!H", ETH_P_ARP) + arp
+
+
+def announcement_reply_frame(own_mac: str, address: IPv4Address) -> bytes:
+    """A broadcast ARP reply "`address` is at `own_mac`" with a zero target MAC: it reaches the
+    neighbours' kernels through batman-adv, which the request form does not (module docstring)."""
+    sender = mac_bytes(own_mac)
+    arp = _ARP.pack(
+        ARPHRD_ETHER, 0x0800, 6, 4, ARPOP_REPLY, sender, address.packed, b"\0" * 6,
         address.packed,
     )  # fmt: skip
     return BROADCAST_MAC + sender + struct.pack("!H", ETH_P_ARP) + arp
@@ -97,13 +120,15 @@ def _packet_socket(ifname: str, netns: str | None) -> socket.socket:
 async def announce(
     ifname: str, address: IPv4Address, own_mac: str, *, count: int = 2, netns: str | None = None
 ) -> None:
-    """Send `count` ARP announcements for `address`, 0.2 s apart (RFC 5227 uses two)."""
+    """Send `count` ARP announcements for `address`, 0.2 s apart (RFC 5227 uses two); each is
+    the RFC 5227 request plus the broadcast reply that reaches the kernels' ARP caches."""
     sock = _packet_socket(ifname, netns)
     try:
         for index in range(count):
             if index:
                 await asyncio.sleep(0.2)
             sock.send(announcement_frame(own_mac, address))
+            sock.send(announcement_reply_frame(own_mac, address))
     finally:
         sock.close()
 
@@ -116,9 +141,11 @@ async def address_holder(
     probes: int = 3,
     interval: float = 0.3,
     wait: float = 1.0,
+    held: bool = False,
     netns: str | None = None,
 ) -> str | None:
-    """Send `probes` ARP probes for `target` on `ifname`; the MAC of whoever else claims it."""
+    """Send `probes` ARP probes for `target` on `ifname`; the MAC of whoever else claims it
+    (`held`: `target` is already ours, see `claimant`)."""
     sock = _packet_socket(ifname, netns)
     try:
         loop = asyncio.get_running_loop()
@@ -137,7 +164,7 @@ async def address_holder(
                 received = await asyncio.wait_for(loop.sock_recv(sock, 2048), timeout)
             except TimeoutError:
                 continue
-            holder = claimant(received, target, own_mac)
+            holder = claimant(received, target, own_mac, held=held)
             if holder is not None:
                 return holder
         return None

@@ -46,8 +46,11 @@ class MeshBackend(Protocol):
 
     async def apply(self, action: Action | AddAddress | RemoveAddress) -> None: ...
 
-    async def address_holder(self, ifname: str, address: IPv4Address, own_mac: str) -> str | None:
-        """Probe `address` (RFC 5227); the MAC of another machine that answers, else None."""
+    async def address_holder(
+        self, ifname: str, address: IPv4Address, own_mac: str, *, held: bool = False
+    ) -> str | None:
+        """Probe `address` (RFC 5227); the MAC of another machine that answers, else None.
+        `held`: the address is already ours (another host's probe for it is then no claim)."""
         ...
 
     async def announce(self, ifname: str, address: IPv4Address, own_mac: str) -> None:

@@ -186,7 +186,9 @@ class FakeMeshBackend:
         # Our own steps do not wake the manager: like netlink, only the world's changes do.
         self._changed.clear()
 
-    async def address_holder(self, ifname: str, address: IPv4Address, own_mac: str) -> str | None:
+    async def address_holder(
+        self, ifname: str, address: IPv4Address, own_mac: str, *, held: bool = False
+    ) -> str | None:
         self.probed.append(address)
         holder = self.foreign_addresses.get(address)
         return holder if holder is not None and holder != own_mac else None

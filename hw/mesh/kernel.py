@@ -270,8 +270,10 @@ class Pyroute2Backend:
             case _:
                 raise TypeError(f"the kernel backend cannot apply {action!r}")
 
-    async def address_holder(self, ifname: str, address: IPv4Address, own_mac: str) -> str | None:
-        return await arp_probe.address_holder(ifname, address, own_mac, netns=self.netns)
+    async def address_holder(
+        self, ifname: str, address: IPv4Address, own_mac: str, *, held: bool = False
+    ) -> str | None:
+        return await arp_probe.address_holder(ifname, address, own_mac, held=held, netns=self.netns)
 
     async def address_in_use(self, ifname: str, address: IPv4Address, own_mac: str) -> bool:
         return await self.address_holder(ifname, address, own_mac) is not None

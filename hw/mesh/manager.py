@@ -173,7 +173,9 @@ class MeshManager:
         self._last_probe = now
         self._next_address_check = now + cfg.address_check_interval_s
         own_mac = mesh_mac(self.identity)
-        holder = await self.backend.address_holder(cfg.mesh_interface, address.ip, own_mac)
+        holder = await self.backend.address_holder(
+            cfg.mesh_interface, address.ip, own_mac, held=True
+        )
         if holder is None:
             other_moved = self._conflict_kept_since is not None
             if self._conflict_kept_since is not None:
