@@ -23,8 +23,9 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 
 # The inner loop, about a minute: lint, types, and every test that needs no VM, no network
-# namespaces and no real-time audio. `make test` runs it, then the rest of the suite.
-FAST_TESTS := not netns and not realtime and not vm
+# namespaces, no real-time audio and is not marked slow. `make test` runs it, then the rest
+# of the suite.
+FAST_TESTS := not netns and not realtime and not vm and not slow
 check: venv lint
 	$(VENV)/bin/mypy vomp hw firmware
 	$(VENV)/bin/pytest -q -m "$(FAST_TESTS)"

@@ -25,6 +25,32 @@ REPO = Path(__file__).resolve().parent.parent
 HANDSET = str(Path(sys.executable).parent / "handset")
 
 
+NEIGH_SYSCTL = Path("/proc/sys/net/ipv4/neigh/default")
+
+
+@contextlib.contextmanager
+def room_for_neighbour_entries(entries: int) -> Iterator[None]:
+    """Let the kernel's ARP table hold `entries` entries while the mesh runs.
+
+    The table is one for the whole kernel, shared by every network namespace, with a hard cap
+    of gc_thresh3 (1024 on Debian). N handsets on one machine need about N * N entries (each
+    namespace resolves every peer, and its broadcast address): at 50 that is 2,550, and once
+    the cap is hit the kernel drops unicasts *and* broadcasts ("neighbor table overflow").
+    Each real handset has a kernel of its own, with about N entries. Restored afterwards."""
+    names = ("gc_thresh1", "gc_thresh2", "gc_thresh3")
+    wanted = {"gc_thresh1": entries, "gc_thresh2": 2 * entries, "gc_thresh3": 4 * entries}
+    before = {name: int((NEIGH_SYSCTL / name).read_text()) for name in names}
+    try:
+        for name in reversed(names):  # the hard cap first: thresh1 <= thresh2 <= thresh3
+            if before[name] < wanted[name]:
+                (NEIGH_SYSCTL / name).write_text(f"{wanted[name]}\n")
+        yield
+    finally:
+        for name in names:
+            with contextlib.suppress(OSError):
+                (NEIGH_SYSCTL / name).write_text(f"{before[name]}\n")
+
+
 @contextlib.contextmanager
 def namespaces_on_one_bridge(
     count: int, prefix: str = "hm", subnet: str = "10.81"
@@ -41,37 +67,41 @@ def namespaces_on_one_bridge(
     bridge_ns = f"{prefix}br{tag}"
     nodes = [f"{prefix}{tag}n{i}" for i in range(count)]
     made: list[str] = []
-    try:
-        for name in (bridge_ns, *nodes):
-            netns.create(name)
-            made.append(name)
-        with NetNS(bridge_ns) as br:
-            br.link("add", ifname="br0", kind="bridge")
-            bridge = br.link_lookup(ifname="br0")[0]
-            for i, name in enumerate(nodes):
-                br.link(
-                    "add", ifname=f"v{i}", kind="veth", peer={"ifname": "eth0", "net_ns_fd": name}
-                )
-                port = br.link_lookup(ifname=f"v{i}")[0]
-                br.link("set", index=port, master=bridge, state="up")
-            br.link("set", index=bridge, state="up")
-        for host, name in enumerate(nodes, start=1):
-            with NetNS(name) as ns:
-                eth0 = ns.link_lookup(ifname="eth0")[0]
-                ns.addr(
-                    "add",
-                    index=eth0,
-                    address=f"{subnet}.{octet}.{host}",
-                    prefixlen=24,
-                    broadcast=f"{subnet}.{octet}.255",
-                )
-                ns.link("set", index=eth0, state="up")
-                ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
-        yield nodes, bridge_ns
-    finally:
-        for name in made:
-            with contextlib.suppress(OSError):
-                netns.remove(name)
+    with room_for_neighbour_entries(count * (count + 1)):
+        try:
+            for name in (bridge_ns, *nodes):
+                netns.create(name)
+                made.append(name)
+            with NetNS(bridge_ns) as br:
+                br.link("add", ifname="br0", kind="bridge")
+                bridge = br.link_lookup(ifname="br0")[0]
+                for i, name in enumerate(nodes):
+                    br.link(
+                        "add",
+                        ifname=f"v{i}",
+                        kind="veth",
+                        peer={"ifname": "eth0", "net_ns_fd": name},
+                    )
+                    port = br.link_lookup(ifname=f"v{i}")[0]
+                    br.link("set", index=port, master=bridge, state="up")
+                br.link("set", index=bridge, state="up")
+            for host, name in enumerate(nodes, start=1):
+                with NetNS(name) as ns:
+                    eth0 = ns.link_lookup(ifname="eth0")[0]
+                    ns.addr(
+                        "add",
+                        index=eth0,
+                        address=f"{subnet}.{octet}.{host}",
+                        prefixlen=24,
+                        broadcast=f"{subnet}.{octet}.255",
+                    )
+                    ns.link("set", index=eth0, state="up")
+                    ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+            yield nodes, bridge_ns
+        finally:
+            for name in made:
+                with contextlib.suppress(OSError):
+                    netns.remove(name)
 
 
 def bridge_rx_bytes(bridge_ns: str) -> int:

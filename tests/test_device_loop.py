@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 
 import pytest
 
 from hw.soundcard.device_loop import SETTLE_WINDOW_PERIODS, DeviceLoop
 from hw.soundcard.devices import DeviceGoneError, DeviceMismatchError, PcmSettings, load_backend
+from hw.soundcard.engine_process import open_devices
 from hw.soundcard.fake_pcm import FakeBackend, FakeCard
 
 SETTINGS = PcmSettings(
@@ -253,3 +255,18 @@ def test_while_the_call_path_is_idle_nothing_is_handed_over_and_silence_is_no_st
     idle[0] = False
     harness.loop.run_period()
     assert harness.delivered == [period(3)]
+
+
+def test_a_card_that_refuses_5_ms_periods_is_opened_again_at_10_ms():
+    card = FakeCard(min_period_frames=160)
+    five_ms = dataclasses.replace(SETTINGS, period_frames=80)
+    capture, playback, used = open_devices(FakeBackend(card), five_ms)
+    assert used.period_ms == 10.0
+    assert capture.period_frames == playback.period_frames == 160  # type: ignore[attr-defined]
+
+
+def test_a_card_that_refuses_10_ms_periods_too_fails_with_its_own_reason():
+    card = FakeCard(granted_rate=8000)
+    five_ms = dataclasses.replace(SETTINGS, period_frames=80)
+    with pytest.raises(DeviceMismatchError, match="8000 Hz"):
+        open_devices(FakeBackend(card), five_ms)

@@ -23,12 +23,13 @@ class TokenBucket:
         self.tokens = burst
         self._at: float | None = None
 
-    def take(self, now: float, amount: float = 1.0) -> bool:
+    def take(self, now: float, amount: float = 1.0, keep: float = 0.0) -> bool:
+        """Spend `amount` if that leaves at least `keep` tokens (kept for what matters more)."""
         if self._at is not None and now > self._at:
             self.tokens = min(self.burst, self.tokens + (now - self._at) * self.rate)
         if self._at is None or now > self._at:
             self._at = now
-        if self.tokens >= amount:
+        if self.tokens - amount >= keep:
             self.tokens -= amount
             return True
         return False
@@ -100,7 +101,8 @@ class AddressLedger:
     An address is verified once a fresh authenticated frame arrived from it (a crypto_box that
     opened, whose nonce we had not seen). Until then we send it at most what it sent us, or
     `budget` bytes, whichever is more, and all unverified addresses together share `rate`
-    bytes per second: a forged source address cannot turn us into an amplifier. A verified
+    bytes per second beyond what each sent: a forged source address cannot turn us into an
+    amplifier, and honest strangers pay for what they get with what they send. A verified
     address gets up to `verified_ratio` times what it sent: anyone can box a frame to us with
     an identity of its own from a forged address, so even that proof is not a blank cheque.
     (A real peer sends ticks and link-state all the time; calls the user placed or answered
@@ -143,8 +145,14 @@ class AddressLedger:
         record = self._records.get(address)
         return record is not None and record.verified
 
-    def may_send(self, address: object, nbytes: int, now: float) -> bool:
-        """Charge `nbytes` towards `address`; False (and nothing charged) if over budget."""
+    def may_send(self, address: object, nbytes: int, now: float, *, keep: int = 0) -> bool:
+        """Charge `nbytes` towards `address`; False (and nothing charged) if over budget.
+
+        Only the bytes beyond what an unverified address sent us come from the shared rate:
+        what it sent pays for the rest, so many honest strangers at once do not starve each
+        other. `keep` bytes of the shared rate stay for what matters more (the exchange that
+        proves an address: `Node`'s handshake).
+        """
         record = self._records.get(address)
         if record is None:
             # never heard from (an address a local command chose): the fixed budget applies
@@ -153,8 +161,10 @@ class AddressLedger:
         ratio = self.verified_ratio if record.verified else 1.0
         if record.sent + nbytes > max(record.received * ratio, self.budget):
             return False
-        if not record.verified and not self._shared.take(now, nbytes):
-            return False
+        if not record.verified:
+            gift = record.sent + nbytes - max(record.sent, record.received)
+            if gift > 0 and not self._shared.take(now, gift, keep):
+                return False
         record.sent += nbytes
         return True
 

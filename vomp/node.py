@@ -22,6 +22,7 @@ every table is capped and expires; `rejected` gives every refusal by reason.
 
 from __future__ import annotations
 
+import enum
 import random
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass
@@ -116,6 +117,26 @@ NONCES_PER_PEER = 256  # crypto_box nonces remembered per SID (replayed boxes ar
 NONCE_PEERS = 512
 SWEEP_INTERVAL = 6.0  # s between sweeps of SIDs nobody needs any more
 CHALLENGE_INTERVAL = 2.0  # s between key-map requests to one (SID, other address) claim
+# A neighbour that has not proved its address yet (no fresh crypto_box from it), or whose key
+# we lack, is asked again for its key (§10): the boxed answer proves it and brings the key.
+# First after HANDSHAKE_RETRY, then twice as long each time up to HANDSHAKE_RETRY_MAX, each
+# wait stretched by a random 0-100 % so that a mesh that booted together does not ask in
+# lockstep. A request or its answer can be lost, or refused by either side's limits when many
+# strangers appear at once.
+HANDSHAKE_RETRY = 1.0
+HANDSHAKE_RETRY_MAX = 8.0
+# Part of each limit on strangers that routine frames (link-state, request copies) leave to
+# the handshake: frames that prove an address must get through when all limits are busy.
+HANDSHAKE_KEEP_BYTES = 1024  # of the rate all strangers share (UNPROVEN_BYTE_RATE)
+HANDSHAKE_KEEP_FRAMES = UNPROVEN_FRAME_BURST / 2  # of the frame rates
+
+
+class Priority(enum.IntEnum):
+    """How a unicast frame is charged to the limits on what strangers get from us."""
+
+    USER = 0  # a call the user placed or answered: not charged at all
+    HANDSHAKE = 1  # key-map requests and answers (they prove addresses): may use every limit
+    ROUTINE = 2  # the rest: leaves part of every limit to the handshake
 
 
 @dataclass
@@ -157,12 +178,14 @@ class Node:
         self.counters: Counter[str] = Counter()
         self._keys = crypto.SharedKeyCache(KEY_CACHE_LIMIT)
         self._events: deque[Event] = deque()
-        # (destination, frame or None for a tick, exempt from the unproven-address budget)
-        self._outbox: list[tuple[object, Frame | None, bool]] = []
+        # (destination, frame or None for a tick, how it is charged to the stranger limits)
+        self._outbox: list[tuple[object, Frame | None, Priority]] = []
         self._next_tick_at: float | None = None
         self._next_sweep_at: float | None = None
         self._seen_broadcast_ids: dict[tuple[bytes, bytes], float] = {}
         self._keymap_asked: dict[bytes, float] = {}
+        self._handshake_retry: dict[bytes, tuple[float, float]] = {}  # SID: (when, next wait)
+        self._ticks = 0
         self._pending_dials: list[_PendingDial] = []
         self._awaiting_key: dict[bytes, list[tuple[Frame, object, float]]] = {}
         # Where a call's peer is: (address, proven by the call's own progress). Kept after the
@@ -216,9 +239,11 @@ class Node:
         """Every datagram due now, each with its destination (an address or BROADCAST)."""
         self._ensure_started(now)
         self._flush_calls()
-        by_destination: dict[object, list[tuple[Frame | None, bool]]] = {}
-        for destination, frame, exempt in self._outbox:
-            by_destination.setdefault(destination, []).append((frame, exempt))
+        by_destination: dict[object, list[tuple[Frame | None, Priority]]] = {}
+        # the handshake first (it is what the limits keep room for); the rest in its order
+        outbox = sorted(self._outbox, key=lambda item: item[2] is not Priority.HANDSHAKE)
+        for destination, frame, priority in outbox:
+            by_destination.setdefault(destination, []).append((frame, priority))
         self._outbox.clear()
         datagrams = []
         for destination, frames in by_destination.items():
@@ -516,7 +541,15 @@ class Node:
                 self._drop("keymap_request_not_boxed")
                 return
             reply = keymap.encode_reply(self.identity)
-            self._send_mdp(frame.source_sid, mdp.PORT_KEYMAP, mdp.PORT_KEYMAP, reply, source, now)
+            self._send_mdp(
+                frame.source_sid,
+                mdp.PORT_KEYMAP,
+                mdp.PORT_KEYMAP,
+                reply,
+                source,
+                now,
+                priority=Priority.HANDSHAKE,
+            )
             self.counters["keymap_answered"] += 1
         elif request.is_reply:
             self._spend_crypto(frame.source_sid, now)
@@ -526,6 +559,7 @@ class Node:
                 return
             self.book.learn(frame.source_sid, request.sign_key)
             self.counters["sign_keys_learnt"] += 1
+            self._handshake_retry.pop(frame.source_sid, None)
         else:
             self.counters["keymap_ignored"] += 1
 
@@ -591,9 +625,16 @@ class Node:
         for gone in self.neighbours.expire(now):
             self._keys.forget(gone.sid)
             self._events.append(PeerLost(gone.sid))
-        self._outbox.append((BROADCAST, None, True))
-        for neighbour in self.neighbours:
+        self._outbox.append((BROADCAST, None, Priority.USER))
+        # Each tick starts the round at another neighbour, so that when the limits on
+        # strangers cannot pay for all of them, it is not always the same ones that wait.
+        neighbours = list(self.neighbours)
+        self._ticks += 1
+        start = self._ticks % len(neighbours) if neighbours else 0
+        for neighbour in neighbours[start:] + neighbours[:start]:
             self._queue_linkstate(neighbour)
+            if not neighbour.confirmed or self.book.sign_key(neighbour.sid) is None:
+                self._retry_handshake(neighbour.sid, now)
         seen = self._seen_broadcast_ids  # in arrival order: the oldest come first
         while seen and now - next(iter(seen.values())) >= BROADCAST_ID_MEMORY:
             del seen[next(iter(seen))]
@@ -612,7 +653,7 @@ class Node:
         for sid in unwanted & self._unwanted_at_last_sweep:
             self.book.forget(sid)
         self._unwanted_at_last_sweep = unwanted
-        for table in (self._keymap_asked, self._nonces):
+        for table in (self._keymap_asked, self._nonces, self._handshake_retry):
             for sid in [sid for sid in table if sid not in wanted]:
                 del table[sid]
         for sid in [sid for sid in self._keys.peers() if sid not in wanted]:
@@ -641,7 +682,10 @@ class Node:
             mdp.PORT_LINKSTATE, mdp.PORT_LINKSTATE, linkstate.encode_linkstate([record])
         )
         frame = Frame.local_broadcast(self.sid, body)  # its frame seq is given when sent
-        self._outbox.append((neighbour.address, frame, neighbour.sid in self._chosen_calls()))
+        chosen = neighbour.sid in self._chosen_calls()
+        self._outbox.append(
+            (neighbour.address, frame, Priority.USER if chosen else Priority.ROUTINE)
+        )
         neighbour.ack_due_at = None
 
     def _run_lookups(self, now: float) -> None:
@@ -659,9 +703,9 @@ class Node:
             # Broadcast, and the same frame (same frame seq, so receivers drop the second copy)
             # unicast to every neighbour, as servald does: Wi-Fi broadcasts are lossy, and
             # servald ignores broadcasts from outside its subnet (§1).
-            self._outbox.append((BROADCAST, frame, True))
+            self._outbox.append((BROADCAST, frame, Priority.USER))
             for neighbour in self.neighbours:
-                self._outbox.append((neighbour.address, frame, False))
+                self._outbox.append((neighbour.address, frame, Priority.ROUTINE))
             self.counters["dna_requests_sent"] += 1
         for lookup in self.lookups.finished(now):
             self._events.append(DnaLookupFinished(lookup.number, lookup.answered))
@@ -691,7 +735,7 @@ class Node:
                         encode_vomp(message),
                         None,
                         None,
-                        exempt=remote_sid in chosen,
+                        priority=Priority.USER if remote_sid in chosen else Priority.ROUTINE,
                     )
                 except crypto.CryptoFailure as exc:
                     self._drop(_reason(exc))
@@ -709,7 +753,7 @@ class Node:
         now: float | None,
         *,
         address: object = None,
-        exempt: bool = False,
+        priority: Priority = Priority.ROUTINE,
     ) -> None:
         """A crypto_box frame to one peer (every unicast service servald boxes, §7)."""
         content = mdp.encode_content(dst_port, src_port, body)
@@ -717,7 +761,7 @@ class Node:
             content, MdpMode.BOX, shared_key=self._shared_key(sid, now), nonce=self._nonce()
         )
         frame = Frame.to_peer(self.sid, sid, payload, crypto_flags=MdpMode.BOX)
-        self._send_frame(sid, frame, fallback=fallback, address=address, exempt=exempt)
+        self._send_frame(sid, frame, fallback=fallback, address=address, priority=priority)
 
     def _send_frame(
         self,
@@ -726,7 +770,7 @@ class Node:
         *,
         fallback: object = None,
         address: object = None,
-        exempt: bool = False,
+        priority: Priority = Priority.ROUTINE,
     ) -> None:
         """Queue `frame` for `sid` at its call's address, else its neighbour's, else
         `fallback`; its frame seq is given when it is actually sent."""
@@ -742,7 +786,7 @@ class Node:
         if address is None:
             self._drop("no_address_for_peer")
             return
-        self._outbox.append((address, frame, exempt))
+        self._outbox.append((address, frame, priority))
 
     def _ask_to_explain(
         self, prefixes: list[bytes], sender: bytes | None, source: object, now: float
@@ -761,8 +805,8 @@ class Node:
         frame = Frame.local_broadcast(
             self.sid, payload, type=TYPE_PLEASE_EXPLAIN, frame_seq=self.neighbours.next_frame_seq()
         )
-        self._outbox.append((BROADCAST, frame, True))
-        self._outbox.append((source, frame, False))
+        self._outbox.append((BROADCAST, frame, Priority.USER))
+        self._outbox.append((source, frame, Priority.ROUTINE))
 
     def _request_sign_key(
         self, sid: bytes, now: float, *, force: bool = False, address: object = None
@@ -778,11 +822,37 @@ class Node:
             return
         self._keymap_asked[sid] = now
         request = keymap.encode_request()
-        self._send_mdp(sid, mdp.PORT_KEYMAP, mdp.PORT_KEYMAP, request, None, now, address=address)
+        self._send_mdp(
+            sid,
+            mdp.PORT_KEYMAP,
+            mdp.PORT_KEYMAP,
+            request,
+            None,
+            now,
+            address=address,
+            priority=Priority.HANDSHAKE,
+        )
         self.counters["keymap_requests_sent"] += 1
 
+    def _retry_handshake(self, sid: bytes, now: float) -> None:
+        """Ask a neighbour that has not proved its address for its key again, when due."""
+        due = self._handshake_retry.get(sid)
+        if due is None:  # the first request went out when it was first heard
+            self._handshake_retry[sid] = (now + self._stretched(HANDSHAKE_RETRY), HANDSHAKE_RETRY)
+            return
+        when, wait = due
+        if now < when:
+            return
+        wait = min(2 * wait, HANDSHAKE_RETRY_MAX)
+        self._handshake_retry[sid] = (now + self._stretched(wait), wait)
+        self.counters["handshake_retries"] += 1
+        self._request_sign_key(sid, now, force=True)
+
+    def _stretched(self, wait: float) -> float:
+        return wait * (1.0 + self._rng.random())
+
     def _packets(
-        self, destination: object, frames: list[tuple[Frame | None, bool]], now: float
+        self, destination: object, frames: list[tuple[Frame | None, Priority]], now: float
     ) -> list[bytes]:
         """Pack frames for one destination into as few datagrams as the MTU allows (§1).
 
@@ -794,7 +864,7 @@ class Node:
         room = MTU - HEADER_LEN
         bodies: list[bytearray] = [bytearray()]
         tick = False
-        for frame, exempt in frames:
+        for frame, priority in frames:
             if frame is None:  # a tick: the header alone is enough
                 tick = True
                 continue
@@ -810,16 +880,19 @@ class Node:
                 self._drop("frame_too_large")
                 continue
             new_body = len(bodies[-1]) + len(encoded) > room
-            if unicast and not exempt:
+            if unicast and priority is not Priority.USER:
                 cost = len(encoded) + (HEADER_LEN if new_body or not bodies[-1] else 0)
                 proven = self._addresses.is_verified(destination)
-                if not proven and not self._unproven_frames.take(now):
+                routine = priority is Priority.ROUTINE
+                keep_frames = HANDSHAKE_KEEP_FRAMES if routine else 0.0
+                if not proven and not self._unproven_frames.take(now, keep=keep_frames):
                     self.counters["withheld_unproven_frame_rate"] += 1
                     continue
-                if not self._other_frames.take(now):
+                if not self._other_frames.take(now, keep=keep_frames):
                     self.counters["withheld_frame_rate"] += 1
                     continue
-                if not self._addresses.may_send(destination, cost, now):
+                keep_bytes = HANDSHAKE_KEEP_BYTES if routine else 0
+                if not self._addresses.may_send(destination, cost, now, keep=keep_bytes):
                     self.counters["withheld_send_budget"] += 1
                     continue
             if needs_seq:

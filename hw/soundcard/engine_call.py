@@ -1,13 +1,13 @@
 """The call's audio where the sound card's clock is: CallAudio run by the engine process.
 
-Why here and not in the handset's process: every period the handset's process was woken to
-encode, pull the jitter buffer and hand a period of playback back, and each wake-up of an
-asyncio process costs far more than the audio work in it. The engine process is awake every
-period anyway, so it runs the call's CallAudio itself: it captures into the encoder, pulls
-the jitter buffer for exactly the period it is about to write (so received audio plays at
-the card's own phase, with no wait for a reply), and hands the handset only encoded frames,
-one per 20 ms. The handset still owns the call: it starts and ends it, mutes it and sets its
-gain, and feeds it the frames the node received (`hw.soundcard.call_records`).
+Why here and not in the handset's process: the handset's process was woken every period to
+encode, pull the jitter buffer and hand a period of playback back, and the engine waited part
+of a period for that answer (or played it a period late). The engine process is awake every
+period anyway, so it runs the call's CallAudio itself: it captures into the encoder and pulls
+the jitter buffer for exactly the period it is about to write, with no answer to wait for, and
+hands the handset only encoded frames, one per 20 ms. The handset still owns the call: it
+starts and ends it, mutes it and sets its gain, and feeds it the frames the node received
+(`hw.soundcard.call_records`).
 
 Like CallAudio, this is a state machine: records and captured PCM in, `now` given, PCM and
 records out; the engine process does the pipe I/O and reads the clock.
@@ -50,7 +50,6 @@ class EngineCall:
         """Records that made no sense here (unknown codec, a frame of no current call)."""
         self._seq = 0
         self._unreported = 0
-        self._received_since_pull = 0
 
     @property
     def malformed(self) -> int:
@@ -63,7 +62,6 @@ class EngineCall:
                 case ReceivedFrame(call, codec, time_ms, arrived, payload):
                     if self.audio is not None and call == self.call:
                         self.audio.receive(codec, time_ms, payload, arrived)
-                        self._received_since_pull += 1
                     else:
                         self.refused += 1
                 case StartCall(call, codec):
@@ -89,13 +87,6 @@ class EngineCall:
         audio.device_latency_ms = self._device_latency_ms
         self.call, self.audio, self._seq, self._unreported = call, audio, 0, 0
 
-    def awaits_frame(self, samples: int) -> bool:
-        """Whether this period's playback takes the next frame while none came since the last
-        one was taken: then the frame may be on its way, and the engine may wait a little for
-        it rather than play it a period later."""
-        audio = self.audio
-        return audio is not None and audio.pulls_frame(samples) and not self._received_since_pull
-
     def round(self, captured: bytes, now: float) -> tuple[bytes | None, list[bytes]]:
         """One period: the call's PCM to play for `captured` (None outside a call) and the
         records to hand to the handset (encoded frames, now and then the statistics)."""
@@ -112,10 +103,7 @@ class EngineCall:
         if self._unreported >= STATS_EVERY_FRAMES:
             out.append(encode(CallStats(call, audio.stats.as_dict())))
             self._unreported = 0
-        samples = len(captured) // 2
-        if audio.pulls_frame(samples):
-            self._received_since_pull = 0
-        pcm = audio.playback(samples, now)
+        pcm = audio.playback(len(captured) // 2, now)
         if self.gain != 1.0:
             pcm = scaled(pcm, self.gain)
         return pcm, out

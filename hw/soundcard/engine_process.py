@@ -27,6 +27,7 @@ from hw.soundcard.call_records import pipe_writes
 from hw.soundcard.counters import SharedCounters
 from hw.soundcard.device_loop import DeviceLoop
 from hw.soundcard.devices import (
+    AudioBackend,
     CaptureStream,
     DeviceGoneError,
     DeviceMismatchError,
@@ -39,6 +40,8 @@ from hw.soundcard.realtime import become_realtime
 
 EXIT_GONE = 3
 EXIT_MISMATCH = 4
+FALLBACK_PERIOD_MS = 10
+"""The period asked for when a card refuses a shorter one: what every card can do."""
 
 
 @dataclass(frozen=True)
@@ -94,12 +97,8 @@ def piped_loop(
     clock_ns: Callable[[], int] = time.monotonic_ns,
 ) -> DeviceLoop:
     """The DeviceLoop on these streams, talking to the handset through `pipes`; its
-    run_period() raises ParentGone once the handset is gone. In a call, a period that takes
-    the next received frame while it has not come yet waits for it as long as the call path's
-    answer would be waited for (`reply_wait_periods`): a frame that comes just after the
-    period began then plays in this period, not the next."""
+    run_period() raises ParentGone once the handset is gone."""
     call = EngineCall(settings)
-    frame_wait_s = settings.reply_wait_periods * settings.period_ms / 1000
 
     def deliver(data: bytes) -> bool:
         try:
@@ -120,17 +119,11 @@ def piped_loop(
     def wait_for_reply(seconds: float) -> None:
         select.select([pipes.playback_r], [], [], seconds)
 
-    def take_call_records() -> None:
+    def call_round(captured: bytes) -> bytes | None:
         with contextlib.suppress(BlockingIOError):
             call.take(os.read(pipes.call_r, 65536))
-
-    def call_round(captured: bytes) -> bytes | None:
-        take_call_records()
         if call.audio is None:
             return None
-        if frame_wait_s and call.awaits_frame(len(captured) // 2):
-            select.select([pipes.call_r], [], [], frame_wait_s)
-            take_call_records()
         pcm, records = call.round(captured, clock_ns() / 1e9)
         for chunk in pipe_writes(records):
             try:
@@ -153,14 +146,37 @@ def piped_loop(
     return loop
 
 
+def open_devices(
+    backend: AudioBackend, pcm: PcmSettings
+) -> tuple[CaptureStream, PlaybackStream, PcmSettings]:
+    """Capture and playback with `pcm`'s period or, on a card that refuses a period that
+    short, with FALLBACK_PERIOD_MS periods; also the settings they were opened with."""
+    try:
+        return (*_open_both(backend, pcm), pcm)
+    except DeviceMismatchError as exc:
+        if pcm.period_ms >= FALLBACK_PERIOD_MS:
+            raise
+        longer = dataclasses.replace(pcm, period_frames=pcm.rate * FALLBACK_PERIOD_MS // 1000)
+        print(f"audio engine: {exc}; trying {FALLBACK_PERIOD_MS} ms periods", file=sys.stderr)
+        return (*_open_both(backend, longer), longer)
+
+
+def _open_both(backend: AudioBackend, pcm: PcmSettings) -> tuple[CaptureStream, PlaybackStream]:
+    capture = backend.open_capture(pcm)
+    try:
+        return capture, backend.open_playback(pcm)
+    except Exception:
+        capture.close()
+        raise
+
+
 def run_engine_process(settings: EngineSettings, pipes: EnginePipes, shm: int) -> int:
     """Body of the engine process: open, prime, loop until the device or the parent goes."""
     shared = SharedCounters(shm)
     realtime = settings.realtime_priority > 0 and become_realtime(settings.realtime_priority)
     backend = load_backend(settings.backend)
     try:
-        capture = backend.open_capture(settings.pcm)
-        playback = backend.open_playback(settings.pcm)
+        capture, playback, pcm = open_devices(backend, settings.pcm)
     except DeviceMismatchError as exc:
         print(f"audio engine: {exc}", file=sys.stderr)
         return EXIT_MISMATCH
@@ -168,7 +184,7 @@ def run_engine_process(settings: EngineSettings, pipes: EnginePipes, shm: int) -
         print(f"audio engine: {exc}", file=sys.stderr)
         return EXIT_GONE
 
-    loop = piped_loop(settings.pcm, capture, playback, pipes, shared.call_path_idle)
+    loop = piped_loop(pcm, capture, playback, pipes, shared.call_path_idle)
     loop.counters.realtime = int(realtime)
     loop.prime()
     gc.disable()  # the loop makes no reference cycles; a collection would only add jitter

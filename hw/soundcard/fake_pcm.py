@@ -23,6 +23,8 @@ class FakeCard:
     capture_faults: dict[int, str] = field(default_factory=dict)
     playback_faults: dict[int, str] = field(default_factory=dict)
     granted_rate: int | None = None
+    min_period_frames: int = 0
+    """Shorter periods are refused, as a card that cannot do them."""
     paced: bool = False
     """Sleep out each period on capture, like a card's clock (for the engine process; scripted
     unit tests leave it off and run as fast as they like)."""
@@ -95,6 +97,10 @@ class FakeBackend:
             raise DeviceGoneError("fake card not plugged in")
         if self.card.granted_rate not in (None, settings.rate):
             raise DeviceMismatchError(f"fake card runs at {self.card.granted_rate} Hz")
+        if settings.period_frames < self.card.min_period_frames:
+            raise DeviceMismatchError(
+                f"fake card needs periods of {self.card.min_period_frames} frames or more"
+            )
 
     def open_capture(self, settings: PcmSettings) -> FakeCapture:
         self._open_check(settings)

@@ -164,11 +164,6 @@ class CallAudio:
         self.jitter_buffer.put(time_ms, frame, now)
 
     # ----------------------------------------------------------------- play
-    def pulls_frame(self, samples: int) -> bool:
-        """Whether `playback(samples)` will take the next frame from the jitter buffer (the
-        frame decoded before holds less than `samples`)."""
-        return len(self._played) < 2 * samples
-
     def playback(self, samples: int, now: float) -> bytes:
         """Exactly `samples` of PCM for the sound card, pulling frames as they are needed."""
         want = 2 * samples
