@@ -7,9 +7,11 @@ click's delay is exact (lab/two_handsets.py). Needs root (namespaces) and jackd2
 libasound2-plugins. M2E_SECONDS sets the length, M2E_PERIOD_MS the period (default: the
 daemon's); the codec is the one our handsets choose between themselves.
 
-m2e_floor_ms = frame + Opus lookahead + playback cushion (prefill periods): the audio cannot
-leave A before its frame is complete and encoded, and cannot reach the ear before the periods
-queued ahead of it on B's card have played. Network, jitter buffer and scheduling come on top.
+m2e_floor_ms = frame + Opus lookahead + the playback cushion ahead of a written period
+(prefill - 1 periods: one of the prefill periods plays while the engine waits for the capture
+that the written period answers): the audio cannot leave A before its frame is complete and
+encoded, and cannot reach the ear before the periods queued ahead of it on B's card have
+played. Network, jitter buffer, the sound cards' own buffering and scheduling come on top.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def main() -> int:
     config = AudioConfig()
     pcm = PcmSettings(period_frames=AUDIO_RATE * PERIOD_MS // 1000)
     lookahead = OpusEncoder(config.opus).lookahead_ms
-    floor = config.frame_ms + lookahead + pcm.playback_prefill_periods * pcm.period_ms
+    floor = config.frame_ms + lookahead + (pcm.playback_prefill_periods - 1) * pcm.period_ms
     result = run_call(SECONDS, period_frames=AUDIO_RATE * PERIOD_MS // 1000)
     lags = result.lags_ms[2:]  # the first clicks meet a jitter buffer still settling
     print(f"# lags ms: {' '.join(f'{x:.0f}' for x in result.lags_ms)}", file=sys.stderr)

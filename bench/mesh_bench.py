@@ -7,7 +7,8 @@ node: CPU (daemon + its audio engine process, CPU time over wall time), resident
 (daemon + engine, VmRSS), and the broadcast bytes on the segment (the bridge's own receive
 counter sees each broadcast frame once; unicast is not counted). Then one more node
 (lab/dna_looker.py: the daemon's Node on the daemon's transport) looks up every daemon's
-number, one after another, and times each first answer.
+number, one after another, and times each first answer. The idle window starts once every
+daemon's audio engine runs (50 engines starting at once on two cores take a while).
 
 Prints mesh{N}_dna_lookup_found, mesh{N}_dna_lookup_ms_p50/_p95, mesh{N}_cpu_percent_per_node,
 mesh{N}_rss_mb_per_node, mesh{N}_broadcast_bytes_per_s_per_node and
@@ -69,6 +70,26 @@ def refusals(daemons: list[MeshDaemon]) -> dict[str, int]:
     return total
 
 
+def engine_state(daemon: MeshDaemon) -> tuple[str, int]:
+    """The daemon's audio engine: (state, reopens so far)."""
+    try:
+        response = ask(Request.make("audio"), daemon.socket, timeout=10)
+    except ControlError:
+        return "unknown", 0
+    stats = (response.result or {}).get("stats") or {}
+    return str(stats.get("device_state", "unknown")), int(stats.get("device_reopens", 0))
+
+
+def wait_for_engines(daemons: list[MeshDaemon]) -> float:
+    """Seconds until every daemon's audio engine runs: idle is measured after start-up."""
+    began = time.monotonic()
+    waiting = list(daemons)
+    while waiting and time.monotonic() - began < SETTLE_TIMEOUT_S:
+        waiting = [d for d in waiting if engine_state(d)[0] != "running"]
+        time.sleep(0.5)
+    return time.monotonic() - began
+
+
 def wait_for_everyone(daemons: list[MeshDaemon]) -> float:
     """Seconds until the first and the last daemon have heard every other one."""
     began = time.monotonic()
@@ -88,11 +109,13 @@ def measure(size: int) -> dict[str, float]:
         namespaces_on_one_bridge(size + 1) as (namespaces, bridge_ns),
         mesh_of_daemons(Path(tmp), namespaces[:size], numbers) as daemons,
     ):
+        figures["engines_s"] = wait_for_engines(daemons)
         figures["settle_s"] = wait_for_everyone(daemons)
         if figures["settle_s"] >= SETTLE_TIMEOUT_S:
             heard = [peers_heard(d) for d in daemons]
             log = (daemons[0].directory / "daemon.log").read_text(errors="replace")
             print(f"# peers heard: {heard}\n# first daemon's log:\n{log[-3000:]}", file=sys.stderr)
+        reopens_before = sum(engine_state(d)[1] for d in daemons)
         pids = [daemon.pids() for daemon in daemons]
         before = [sample_processes(p) for p in pids]
         wire_before, began = bridge_rx_bytes(bridge_ns), time.monotonic()
@@ -106,6 +129,8 @@ def measure(size: int) -> dict[str, float]:
         figures["cpu_percent_per_node"] = statistics.mean(cpu)
         figures["rss_mb_per_node"] = statistics.mean(s.rss_kb for s in after) / 1024
         figures["broadcast_bytes_per_s_per_node"] = (wire_after - wire_before) / wall / size
+        reopens = sum(engine_state(d)[1] for d in daemons) - reopens_before
+        print(f"# mesh of {size}: engine restarts in the idle window: {reopens}", file=sys.stderr)
         heard = [peers_heard(d) for d in daemons]
         print(f"# mesh of {size}: peers heard min {min(heard)} max {max(heard)}", file=sys.stderr)
         print(f"# refused/withheld, all daemons: {refusals(daemons)}", file=sys.stderr)
@@ -136,6 +161,7 @@ def main() -> int:
         return 0
     for size in SIZES:
         f = measure(size)
+        print(f"# mesh of {size}: engines running after {f['engines_s']:.1f} s", file=sys.stderr)
         print(f"# mesh of {size}: settled in {f['settle_s']:.1f} s", file=sys.stderr)
         print(f"mesh{size}_dna_lookup_found {f['dna_lookup_found']:.0f} /{size}")
         for name in ("dna_lookup_ms_p50", "dna_lookup_ms_p95"):

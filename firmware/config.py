@@ -74,8 +74,8 @@ class AudioSettings:
     output: Path | None = None
     """`file`: where what the handset plays (the far end, tones) is written as a WAV."""
     period_ms: int = 10
-    """10 ms, or 5 for about 10 ms less mouth-to-ear (40 ms) where the machine meets every
-    period (bench/xrun_bench.py); a card that cannot do 5 ms periods runs at 10."""
+    """10 ms, or 5 for about 5 ms less mouth-to-ear (40 ms against 45) where the machine
+    meets every period (bench/xrun_bench.py); a card that cannot do 5 ms periods runs at 10."""
     prefill_periods: int = 2
     """Silence queued ahead of the card: the playback cushion against scheduling jitter."""
     codecs: tuple[str, ...] = ("opus_redundant", "opus", "mulaw")

@@ -199,6 +199,22 @@ def test_engine_runs_on_the_fake_backend_as_a_silent_card_that_keeps_time():
     assert stats.state == "running" and stats.reopens == 0
 
 
+def test_an_engine_too_slow_to_start_gets_twice_the_time_each_attempt_until_it_runs():
+    """Fifty engines starting at once on two cores take longer than the startup allowance:
+    killing each attempt after the same allowance would never let one run."""
+    from hw.soundcard.engine import AudioEngine, EngineSettings
+    from lab.virtual_audio import wait_until
+
+    # far too little for a Python process to start: only a growing allowance gets it there
+    settings = EngineSettings(
+        pcm=SETTINGS, backend="fake", startup_timeout_s=0.02, reopen_backoff_s=(0.01, 0.02)
+    )
+    with AudioEngine(settings) as engine:
+        assert wait_until(lambda: engine.stats().periods >= 10, 60)
+        stats = engine.stats()
+    assert stats.state == "running" and stats.reopens >= 1
+
+
 def test_counters_left_half_written_by_a_killed_engine_can_still_be_read():
     import os
     import struct

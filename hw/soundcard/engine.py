@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 F_SETPIPE_SZ = 1031
 SUPERVISOR_TICK_S = 0.1
+STARTUP_ALLOWANCE_MAX_S = 60.0
 """How often the supervisor looks at the engine: often enough to catch a stall well within
 stall_timeout_s, rarely enough to cost nothing next to the call path."""
 
@@ -106,6 +107,10 @@ class AudioEngine:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._stderr_tail: list[str] = []
+        self._startup_allowance_s = settings.startup_timeout_s
+        """Doubled each time an engine process is killed before its first heartbeat (up to
+        STARTUP_ALLOWANCE_MAX_S): on a machine too busy to start Python in time, a fixed
+        allowance would kill every attempt, each after most of a start's CPU."""
         self._shm_fd = os.memfd_create("audio-engine-stats")
         os.ftruncate(self._shm_fd, SHM_SIZE)
         self._shared = SharedCounters(self._shm_fd)
@@ -344,7 +349,7 @@ class AudioEngine:
         heartbeat = self._shared.read().heartbeat_ns
         if heartbeat == 0:
             waited = time.monotonic_ns() - self._spawned_ns
-            return waited > self.settings.startup_timeout_s * 1e9
+            return waited > self._startup_allowance_s * 1e9
         return time.monotonic_ns() - heartbeat > self.settings.stall_timeout_s * 1e9
 
     def _supervise(self) -> None:
@@ -362,8 +367,14 @@ class AudioEngine:
                     self._stats.state = "running"
                     self._stats.error = ""
                     backoff = backoff_first
+                    self._startup_allowance_s = self.settings.startup_timeout_s
                 continue
             reason = f"exit code {rc}" if rc is not None else "stalled"
+            if rc is None and self._shared.read().heartbeat_ns == 0:
+                reason = f"not started within {self._startup_allowance_s:.1f} s"
+                self._startup_allowance_s = min(
+                    2 * self._startup_allowance_s, STARTUP_ALLOWANCE_MAX_S
+                )
             self._kill()
             if rc == EXIT_MISMATCH:
                 self._stats.state = "failed"

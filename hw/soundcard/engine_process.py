@@ -55,7 +55,8 @@ class EngineSettings:
     """A running engine whose heartbeat is older than this is hung (e.g. its sound server died
     under a blocking read) and gets killed and restarted."""
     startup_timeout_s: float = 5.0
-    """Allowance for process start and device open before the first heartbeat."""
+    """Allowance for process start and device open before the first heartbeat; doubled
+    after each start that missed it (up to a minute), back to this once the engine runs."""
     reopen_backoff_s: tuple[float, float] = (0.05, 2.0)
     """First and longest wait between reopen attempts (doubling in between)."""
 
