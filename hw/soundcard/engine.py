@@ -2,11 +2,12 @@
 
 Why a process and not a thread: a busy Python thread holds the GIL, and on this kind of
 machine that alone brought xruns back under SCHED_FIFO. The engine process
-(`hw/soundcard/engine_process.py`) does nothing but the DeviceLoop (block on capture, hand over,
-write playback), so it never waits on Python work elsewhere. It talks to the handset through two
-non-blocking pipes, which are the bounded, lock-free handoff in both directions (a pipe write of
-one period is atomic), and publishes its counters in a seqlocked shared page
-(`hw/soundcard/counters.py`).
+(`hw/soundcard/engine_process.py`) runs the DeviceLoop (block on capture, hand over, write
+playback) and, in a call, the call's audio itself (`EngineCall`), so it never waits on Python
+work elsewhere. It talks to the handset through non-blocking pipes, the bounded, lock-free
+handoff in both directions (every write is atomic): captured periods and the playback that
+answers them outside a call, call records (`hw/soundcard/call_records.py`) in a call; and it
+publishes its counters in a seqlocked shared page (`hw/soundcard/counters.py`).
 
 The parent side (AudioEngine) keeps a call alive across device trouble: an xrun is
 counted and recovered inside the engine process; a vanished device (USB unplug, error on
@@ -88,9 +89,12 @@ class EngineStats(DeviceCounters):
 class AudioEngine:
     """Starts and supervises the engine process; the handset's only handle on the sound card.
 
-    The call path reads captured audio with `read_capture()` (non-blocking; `capture_fd` is
-    readable when there is some, for asyncio's add_reader) and queues audio to play with
-    `write_playback()` (non-blocking; refused bytes are counted, never waited for).
+    Outside a call the handset reads captured audio with `read_capture()` (non-blocking;
+    `capture_fd` is readable when there is some, for asyncio's add_reader) and queues audio to
+    play with `write_playback()` (non-blocking; refused bytes are counted, never waited for).
+    In a call it starts the call's audio in the engine process (`start_call`), hands it each
+    received frame (`deliver_frame`) and reads back the encoded ones (`read_call_records`,
+    `call_fd` readable).
 
     Make the calling thread real-time *before* start(): the supervisor thread takes on its
     scheduling. A supervisor left at normal priority can be preempted while it holds the GIL,
