@@ -60,6 +60,20 @@ class MeshBackend(Protocol):
         `holder`'s: the handset we just gave the address up to."""
         ...
 
+    async def send_station_reset(self, radio: str, own_mac: str) -> None:
+        """Tell the neighbours on `radio` that the radio with `own_mac` was reset (see
+        `hw.mesh.station_reset`)."""
+        ...
+
+    async def receive_station_reset(self, radio: str, timeout: float) -> bytes | None:
+        """The next frame of the station-reset ethertype heard on `radio`, unparsed; None after
+        `timeout` seconds."""
+        ...
+
+    async def delete_station(self, radio_ifindex: int, mac: str) -> None:
+        """Drop the radio's station entry for `mac` (and with it its block-ack state)."""
+        ...
+
     async def wait_for_change(self, timeout: float) -> bool:
         """Return True when the kernel reported a change, False after `timeout` seconds."""
         ...

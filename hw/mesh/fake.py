@@ -72,6 +72,9 @@ class FakeMeshBackend:
         self.neighbour_table: list[Neighbour] = []
         self.originator_table: list[Originator] = []
         self.fail_next: dict[type, OSError] = {}
+        self.station_resets_sent: list[tuple[str, str]] = []  # (radio, own MAC)
+        self.heard_on_radio: asyncio.Queue[bytes] = asyncio.Queue()  # frames a neighbour sent
+        self.deleted_stations: list[tuple[int, str]] = []  # (radio ifindex, MAC)
         # Like mac80211 on a loaded machine: the channel shows up only once the join's work item
         # ran and the kernel reported it (here: at the next wait_for_change, as an event).
         self.slow_joins = False
@@ -201,6 +204,19 @@ class FakeMeshBackend:
             self.announced.append(address)
         else:
             self.handed_over.append((address, holder))
+
+    async def send_station_reset(self, radio: str, own_mac: str) -> None:
+        self.station_resets_sent.append((radio, own_mac))
+
+    async def receive_station_reset(self, radio: str, timeout: float) -> bytes | None:
+        try:
+            return await asyncio.wait_for(self.heard_on_radio.get(), timeout)
+        except TimeoutError:
+            return None
+
+    async def delete_station(self, radio_ifindex: int, mac: str) -> None:
+        self._radio(radio_ifindex)
+        self.deleted_stations.append((radio_ifindex, mac))
 
     async def wait_for_change(self, timeout: float) -> bool:
         if self._joining is not None:

@@ -17,10 +17,10 @@ from ipaddress import IPv4Address, IPv4Interface
 
 from pyroute2 import AsyncIPRoute, AsyncIW
 from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.nl80211 import IFTYPE_NAMES
+from pyroute2.netlink.nl80211 import IFTYPE_NAMES, NL80211_NAMES, nl80211cmd
 from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_LINK
 
-from hw.mesh import arp_probe
+from hw.mesh import arp_probe, station_reset
 from hw.mesh.backend import AddAddress, InterfaceAddress, RemoveAddress
 from hw.mesh.batadv import AsyncBatadv, Neighbour, Originator
 from hw.mesh.reconcile import (
@@ -56,6 +56,7 @@ class Pyroute2Backend:
         self._events: AsyncIPRoute | None = None
         self._event_reader: asyncio.Task | None = None
         self._changed = asyncio.Event()
+        self._notices: tuple[str, socket.socket] | None = None  # (radio name, its socket)
 
     # --- sockets -----------------------------------------------------------------------------
 
@@ -108,6 +109,7 @@ class Pyroute2Backend:
                 sock.close()
         self._ipr = self._iw = self._batadv = self._events = None
         self._event_reader = None
+        self._close_notices()
 
     # --- observing ---------------------------------------------------------------------------
 
@@ -282,6 +284,38 @@ class Pyroute2Backend:
         self, ifname: str, address: IPv4Address, own_mac: str, *, holder: str | None = None
     ) -> None:
         await arp_probe.announce(ifname, address, own_mac, holder=holder, netns=self.netns)
+
+    async def send_station_reset(self, radio: str, own_mac: str) -> None:
+        await station_reset.send_notices(radio, own_mac, netns=self.netns)
+
+    async def receive_station_reset(self, radio: str, timeout: float) -> bytes | None:
+        """The next frame of the notice's ethertype on `radio`, or None after `timeout`. The
+        socket stays open between calls; a radio going down fails it once (ENETDOWN), and it
+        is then opened afresh."""
+        if self._notices is None or self._notices[0] != radio:
+            self._close_notices()
+            self._notices = (radio, station_reset.packet_socket(radio, self.netns))
+        sock = self._notices[1]
+        try:
+            return await asyncio.wait_for(asyncio.get_running_loop().sock_recv(sock, 2048), timeout)
+        except TimeoutError:
+            return None
+        except OSError:
+            self._close_notices()
+            raise
+
+    def _close_notices(self) -> None:
+        if self._notices is not None:
+            self._notices[1].close()
+            self._notices = None
+
+    async def delete_station(self, radio_ifindex: int, mac: str) -> None:
+        """NL80211_CMD_DEL_STATION: mac80211 accepts it in IBSS mode (it re-creates the station
+        on the peer's next frame); a driver without NL80211_EXT_FEATURE_DEL_IBSS_STA refuses."""
+        msg = nl80211cmd()
+        msg["cmd"] = NL80211_NAMES["NL80211_CMD_DEL_STATION"]
+        msg["attrs"] = [["NL80211_ATTR_IFINDEX", radio_ifindex], ["NL80211_ATTR_MAC", mac]]
+        await (await self.iw())._do_request(msg)
 
     # --- diagnostics -------------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ from hw.mesh.reconcile import (
     SetRadioType,
     plan,
 )
+from hw.mesh.station_reset import notice_sender
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ CONFLICT_RECHECK_S = 3.0
 # New originators trigger a probe at most this often: while a big mesh boots, nodes appear for a
 # minute, and every probe is three ARP broadcasts that batman-adv floods through the whole mesh.
 MERGE_PROBE_SPACING_S = 15.0
+# A neighbour's station is deleted at most this often, so a hostile sender cannot make it churn.
+STATION_RESET_SPACING_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,8 @@ class MeshStatus:
     last_heal_s: float | None = None  # how long it took, from noticing the break
     last_heal: str | None = None  # what was repaired
     address_conflicts: int = 0  # another handset answered for our address (partitions merged)
+    station_resets: int = 0  # neighbours' stations deleted on their reset notice (HT only)
+    station_notices_ignored: int = 0  # malformed, or too soon after the last one from that MAC
 
     def report(self) -> dict:
         """The status as JSON-able values, for the daemon's status and the status file."""
@@ -121,10 +126,14 @@ class MeshManager:
         self._last_probe: float | None = None
         self._merge_pending = False
         self._conflict_kept_since: float | None = None  # we kept a contested address
+        self._radio_ifindex: int | None = None
+        self._radio_mac: str | None = None
+        self._notice_due = False  # joined with HT: tell the neighbours once the join is done
+        self._station_reset_at: dict[str, float] = {}  # neighbour MAC -> when we deleted it
 
     async def run(self) -> None:
         """Keep the mesh up until cancelled: the repair loop and the merge watch, side by side."""
-        await asyncio.gather(self._repair_loop(), self._watch_loop())
+        await asyncio.gather(self._repair_loop(), self._watch_loop(), self._notice_loop())
 
     async def _repair_loop(self) -> None:
         """Converge, then sleep until the kernel reports a change or the poll interval passes.
@@ -152,6 +161,65 @@ class MeshManager:
                 await self.watch()
             except (*KERNEL_ERRORS, RuntimeError) as error:  # BatadvError: module unloaded
                 log.warning("mesh: watching for merges failed: %s", error)
+
+    async def _notice_loop(self) -> None:
+        """With HT, listen on the radio for neighbours' station-reset notices."""
+        if self.config.mode == "unmanaged" or not self.config.ht:
+            return
+        while True:
+            radio = self.status.radio
+            if radio is None:
+                await asyncio.sleep(RETRY_FIRST_S)
+                continue
+            try:
+                frame = await self.backend.receive_station_reset(radio, self.config.poll_interval_s)
+            except KERNEL_ERRORS as error:  # the radio went down or away: listen again soon
+                log.debug("mesh: listening for station resets on %s: %s", radio, error)
+                await asyncio.sleep(RETRY_FIRST_S)
+                continue
+            if frame is not None:
+                await self.station_reset_heard(frame)
+
+    async def station_reset_heard(self, frame: bytes) -> None:
+        """A neighbour's radio was reset: drop our station entry for it, whose block-ack window
+        would otherwise drop its restarted sequence numbers for tens of seconds."""
+        sender = notice_sender(frame)
+        if sender is None:
+            self.status.station_notices_ignored += 1
+            return
+        if self._radio_mac is not None and sender == self._radio_mac.lower():
+            return
+        now = time.monotonic()
+        last = self._station_reset_at.get(sender)
+        if last is not None and now - last < STATION_RESET_SPACING_S:
+            self.status.station_notices_ignored += 1
+            return
+        if len(self._station_reset_at) >= 64:
+            self._station_reset_at = {
+                mac: at
+                for mac, at in self._station_reset_at.items()
+                if now - at < STATION_RESET_SPACING_S
+            }
+        self._station_reset_at[sender] = now
+        if self._radio_ifindex is None:
+            return
+        try:
+            await self.backend.delete_station(self._radio_ifindex, sender)
+        except KERNEL_ERRORS as error:
+            log.warning("mesh: cannot reset the station of %s: %s", sender, error)
+            return
+        self.status.station_resets += 1
+        self._healed(now, f"station of {sender} reset")
+
+    async def _send_station_reset(self) -> None:
+        radio, mac = self.status.radio, self._radio_mac
+        if radio is None or mac is None:
+            return
+        self._notice_due = False
+        try:
+            await self.backend.send_station_reset(radio, mac)
+        except KERNEL_ERRORS as error:
+            log.warning("mesh: cannot send the station-reset notice on %s: %s", radio, error)
 
     async def watch(self) -> None:
         """Probe our address for a duplicate when partitions merged (batman-adv shows originators
@@ -215,6 +283,8 @@ class MeshManager:
             return self.status
         async with self._converging:
             await self._converge()
+        if self._notice_due and self.status.ready:
+            await self._send_station_reset()
         self._write_status_file()
         return self.status
 
@@ -322,6 +392,7 @@ class MeshManager:
                 raise StepFailed(f"{type(action).__name__} failed: {error}") from error
             if isinstance(action, JoinIbss):
                 self.status.joins += 1
+                self._notice_due = action.ibss.ht
         return False
 
     def _desired(self, observed: Observed) -> DesiredMesh | None:
@@ -349,6 +420,8 @@ class MeshManager:
         self.status.ready = ready
         self.status.waiting_for = None if ready else waiting_for or "setting up"
         self.status.radio = observed.radio.ifname if observed.radio else None
+        self._radio_ifindex = observed.radio.ifindex if observed.radio else None
+        self._radio_mac = observed.radio.mac.lower() if observed.radio else None
         mesh = observed.mesh
         self._mesh_ifindex = mesh.ifindex if mesh is not None else None
         in_prefix = [a for a in mesh.addresses if a.network == self.config.prefix] if mesh else []
