@@ -19,6 +19,11 @@ def format_status(status: MeshStatus) -> str:
     lines.append(f"last heal: {format_heal(status)}")
     if status.address_conflicts:
         lines.append(f"duplicate addresses seen: {status.address_conflicts}")
+    if status.station_resets or status.station_notices_ignored:
+        lines.append(
+            f"neighbour stations reset: {status.station_resets} "
+            f"({status.station_notices_ignored} notices ignored)"
+        )
     if status.warning:
         lines.append(f"warning: {status.warning}")
     if status.last_error:
