@@ -190,3 +190,41 @@ def test_a_kernel_without_wifi_or_batman_gives_a_status_not_a_crash(two_namespac
     # Without cfg80211 there is no radio; without batman-adv creating bat0 fails, and says so.
     assert status.radio is None
     assert status.errors == 1 and "Operation not supported" in status.last_error
+
+
+def reset_link(ns: str, name: str) -> None:
+    with IPRoute(netns=ns) as ipr:
+        ipr.link("set", index=ifindex(ns, name), state="down")
+        ipr.link("set", index=ifindex(ns, name), state="up")
+
+
+def test_a_station_reset_notice_crosses_the_wire_and_the_listener_survives_a_link_reset(
+    two_namespaces,
+):
+    """The raw packet path of the notice (nl80211's DEL_STATION runs in the virtual bench)."""
+    from hw.mesh.station_reset import notice_sender
+
+    ns_a, ns_b = two_namespaces
+    link_up(ns_a, "a")
+    link_up(ns_b, "b")
+    with IPRoute(netns=ns_a) as ipr:
+        mac_a = ipr.get_links(ifindex(ns_a, "a"))[0].get_attr("IFLA_ADDRESS")
+
+    async def scenario():
+        sender, listener = Pyroute2Backend(netns=ns_a), Pyroute2Backend(netns=ns_b)
+        try:
+            assert await listener.receive_station_reset("b", 0.1) is None  # opens the socket
+            await sender.send_station_reset("a", mac_a)
+            first = await listener.receive_station_reset("b", 2.0)
+            await asyncio.to_thread(reset_link, ns_b, "b")  # a radio reset on this side
+            assert await listener.receive_station_reset("b", 0.5) is None  # ENETDOWN, once
+            await sender.send_station_reset("a", mac_a)
+            again = await listener.receive_station_reset("b", 2.0)
+            return first, again
+        finally:
+            await sender.close()
+            await listener.close()
+
+    first, again = asyncio.run(scenario())
+    assert first is not None and notice_sender(first) == mac_a
+    assert again is not None and notice_sender(again) == mac_a

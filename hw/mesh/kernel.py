@@ -290,8 +290,9 @@ class Pyroute2Backend:
 
     async def receive_station_reset(self, radio: str, timeout: float) -> bytes | None:
         """The next frame of the notice's ethertype on `radio`, or None after `timeout`. The
-        socket stays open between calls; a radio going down fails it once (ENETDOWN), and it
-        is then opened afresh."""
+        socket stays open between calls, also across the radio going down and up (the kernel
+        reports that once, as ENETDOWN, and the socket hears again once the radio is up); any
+        other error closes it, and the next call opens it afresh."""
         if self._notices is None or self._notices[0] != radio:
             self._close_notices()
             self._notices = (radio, station_reset.packet_socket(radio, self.netns))
@@ -300,7 +301,9 @@ class Pyroute2Backend:
             return await asyncio.wait_for(asyncio.get_running_loop().sock_recv(sock, 2048), timeout)
         except TimeoutError:
             return None
-        except OSError:
+        except OSError as error:
+            if error.errno == errno.ENETDOWN:
+                return None
             self._close_notices()
             raise
 
