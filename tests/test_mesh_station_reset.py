@@ -134,6 +134,23 @@ def test_a_refused_delete_is_not_counted(monkeypatch):
     assert asyncio.run(scenario()).status.station_resets == 0
 
 
+def test_a_neighbour_without_a_station_yet_is_not_an_error(monkeypatch):
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    async def no_station(radio_ifindex: int, mac: str) -> None:
+        raise NetlinkError(errno.ENOENT)
+
+    async def scenario():
+        manager, kernel = manager_with_radio(ht=True)
+        await manager.converge()
+        monkeypatch.setattr(kernel, "delete_station", no_station)
+        await manager.station_reset_heard(notice_frame(NEIGHBOUR))
+        return manager
+
+    status = asyncio.run(scenario()).status
+    assert status.station_resets == 0 and status.errors == 0
+
+
 def test_the_running_manager_listens_with_ht_only():
     async def scenario(ht: bool):
         manager, kernel = manager_with_radio(ht=ht, poll_interval_s=0.05)

@@ -9,6 +9,7 @@ a radio reset or a vanished interface needs no special code and no service resta
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -206,6 +207,9 @@ class MeshManager:
         try:
             await self.backend.delete_station(self._radio_ifindex, sender)
         except KERNEL_ERRORS as error:
+            code = error.code if isinstance(error, NetlinkError) else error.errno
+            if code == errno.ENOENT:  # no station for it yet: nothing stale to drop
+                return
             log.warning("mesh: cannot reset the station of %s: %s", sender, error)
             return
         self.status.station_resets += 1
