@@ -86,12 +86,7 @@ def announcement_frame(own_mac: str, address: IPv4Address, holder: str | None = 
     """An RFC 5227 ARP announcement: a request with `address` as sender and target, so every
     neighbour's ARP cache (and batman-adv's distributed ARP table) points `address` at us, or
     at `holder` (the handset we gave the address up to; the frame still comes from us)."""
-    sender = mac_bytes(holder or own_mac)
-    arp = _ARP.pack(
-        ARPHRD_ETHER, 0x0800, 6, 4, ARPOP_REQUEST, sender, address.packed, b"\0" * 6,
-        address.packed,
-    )  # fmt: skip
-    return BROADCAST_MAC + mac_bytes(own_mac) + struct.pack("!H", ETH_P_ARP) + arp
+    return _announcement(ARPOP_REQUEST, own_mac, address, holder)
 
 
 def announcement_reply_frame(
@@ -99,20 +94,24 @@ def announcement_reply_frame(
 ) -> bytes:
     """A broadcast ARP reply "`address` is at `own_mac` (or `holder`)" with a zero target MAC:
     it reaches the neighbours' kernels through batman-adv, which the request form does not."""
+    return _announcement(ARPOP_REPLY, own_mac, address, holder)
+
+
+def _announcement(op: int, own_mac: str, address: IPv4Address, holder: str | None) -> bytes:
     sender = mac_bytes(holder or own_mac)
     arp = _ARP.pack(
-        ARPHRD_ETHER, 0x0800, 6, 4, ARPOP_REPLY, sender, address.packed, b"\0" * 6,
-        address.packed,
-    )  # fmt: skip
+        ARPHRD_ETHER, 0x0800, 6, 4, op, sender, address.packed, b"\0" * 6, address.packed
+    )
     return BROADCAST_MAC + mac_bytes(own_mac) + struct.pack("!H", ETH_P_ARP) + arp
 
 
-def _packet_socket(ifname: str, netns: str | None) -> socket.socket:
+def packet_socket(ifname: str, ethertype: int, netns: str | None) -> socket.socket:
+    """A non-blocking raw socket on `ifname` (in `netns`) for frames of `ethertype` only."""
     sock = pyroute2_netns.create_socket(
         netns=netns, family=socket.AF_PACKET, socket_type=socket.SOCK_RAW, proto=0
     )
     try:
-        sock.bind((ifname, ETH_P_ARP))
+        sock.bind((ifname, ethertype))
     except OSError:
         sock.close()
         raise
@@ -132,7 +131,7 @@ async def announce(
     """Send `count` ARP announcements that `address` is ours (or `holder`'s), 0.2 s apart
     (RFC 5227 uses two); each is the RFC 5227 request plus the broadcast reply that reaches the
     kernels' ARP caches."""
-    sock = _packet_socket(ifname, netns)
+    sock = packet_socket(ifname, ETH_P_ARP, netns)
     try:
         for index in range(count):
             if index:
@@ -156,7 +155,7 @@ async def address_holder(
 ) -> str | None:
     """Send `probes` ARP probes for `target` on `ifname`; the MAC of whoever else claims it
     (`held`: `target` is already ours, see `claimant`)."""
-    sock = _packet_socket(ifname, netns)
+    sock = packet_socket(ifname, ETH_P_ARP, netns)
     try:
         loop = asyncio.get_running_loop()
         frame = probe_frame(own_mac, target)

@@ -295,7 +295,10 @@ class Pyroute2Backend:
         other error closes it, and the next call opens it afresh."""
         if self._notices is None or self._notices[0] != radio:
             self._close_notices()
-            self._notices = (radio, station_reset.packet_socket(radio, self.netns))
+            self._notices = (
+                radio,
+                arp_probe.packet_socket(radio, station_reset.ETH_P_STATION_RESET, self.netns),
+            )
         sock = self._notices[1]
         try:
             return await asyncio.wait_for(asyncio.get_running_loop().sock_recv(sock, 2048), timeout)

@@ -12,12 +12,9 @@ and mac80211 creates a fresh one, without the stale window, on the sender's next
 from __future__ import annotations
 
 import asyncio
-import socket
 import struct
 
-from pyroute2 import netns as pyroute2_netns
-
-from hw.mesh.arp_probe import BROADCAST_MAC, mac_bytes
+from hw.mesh.arp_probe import BROADCAST_MAC, mac_bytes, packet_socket
 
 ETH_P_STATION_RESET = 0x88B5  # IEEE 802 local experimental ethertype 1
 MAGIC = b"handset-station-reset/1"
@@ -46,20 +43,6 @@ def notice_sender(frame: bytes) -> str | None:
     return source.hex(":")
 
 
-def packet_socket(ifname: str, netns: str | None) -> socket.socket:
-    """A non-blocking raw socket on `ifname` for the notice's ethertype only."""
-    sock = pyroute2_netns.create_socket(
-        netns=netns, family=socket.AF_PACKET, socket_type=socket.SOCK_RAW, proto=0
-    )
-    try:
-        sock.bind((ifname, ETH_P_STATION_RESET))
-    except OSError:
-        sock.close()
-        raise
-    sock.setblocking(False)
-    return sock
-
-
 async def send_notices(
     ifname: str,
     own_mac: str,
@@ -69,7 +52,7 @@ async def send_notices(
     netns: str | None = None,
 ) -> None:
     """Broadcast `copies` notices `spacing` seconds apart (a broadcast has no retries)."""
-    sock = packet_socket(ifname, netns)
+    sock = packet_socket(ifname, ETH_P_STATION_RESET, netns)
     try:
         for index in range(copies):
             if index:
