@@ -87,6 +87,22 @@ def ended_at(call: Call) -> list[str]:
     )
 
 
+async def reset_radio(
+    node: Node, manager: MeshManager, call: Call, kind: str
+) -> tuple[float, float]:
+    """Reset `node`'s radio (`kind` "link": link down, batman drops its routes and TT; "leave":
+    IBSS leave, they survive); when its manager re-joined and when the call's audio resumed."""
+    heals_before = manager.status.heals
+    if kind == "link":
+        await asyncio.to_thread(node.sh, "ip", "link", "set", node.ifname, "down")
+    else:
+        await asyncio.to_thread(node.sh, "iw", "dev", node.ifname, "ibss", "leave")
+    await until(lambda: manager.status.heals > heals_before, REPAIR_TIMEOUT, "re-join", 0.05)
+    rejoined = heal_moment(manager)
+    resumed = await until(lambda: call.resumed_after(rejoined), REPAIR_TIMEOUT, "audio back", 0.05)
+    return rejoined, resumed
+
+
 def test_an_end_nodes_radio_reset_ten_times_heals_within_seconds_and_the_call_goes_on(bench):
     """Odd resets take the radio down and up (batman-adv drops the node's routes and TT), even
     ones leave the IBSS only (routes and TT survive); the manager re-joins each time."""
@@ -105,19 +121,8 @@ def test_an_end_nodes_radio_reset_ten_times_heals_within_seconds_and_the_call_go
             m0 = running.managers[0]
             for n in range(RESETS):
                 kind = "link" if n % 2 == 0 else "leave"
-                heals_before = m0.status.heals
                 broken_at = time.monotonic()
-                if kind == "link":
-                    await asyncio.to_thread(node0.sh, "ip", "link", "set", node0.ifname, "down")
-                else:
-                    await asyncio.to_thread(node0.sh, "iw", "dev", node0.ifname, "ibss", "leave")
-                await until(
-                    lambda h=heals_before: m0.status.heals > h, REPAIR_TIMEOUT, "re-join", 0.05
-                )
-                rejoined = heal_moment(m0)
-                resumed = await until(
-                    lambda r=rejoined: call.resumed_after(r), REPAIR_TIMEOUT, "audio back", 0.05
-                )
+                rejoined, resumed = await reset_radio(node0, m0, call, kind)
                 heals[kind].append(resumed - rejoined)
                 await asyncio.sleep(1.0)
                 gaps.append(call.longest_silence(broken_at, time.monotonic())[0])
@@ -172,18 +177,8 @@ def test_with_ht_the_neighbour_resets_the_station_of_a_reset_node_and_traffic_re
             m0, m1 = running.managers[0], running.managers[1]
             resets_before = m1.status.station_resets
             for n in range(HT_RESETS):
-                heals_before = m0.status.heals
-                if n % 2 == 0:
-                    await asyncio.to_thread(node0.sh, "ip", "link", "set", node0.ifname, "down")
-                else:
-                    await asyncio.to_thread(node0.sh, "iw", "dev", node0.ifname, "ibss", "leave")
-                await until(
-                    lambda h=heals_before: m0.status.heals > h, REPAIR_TIMEOUT, "re-join", 0.05
-                )
-                rejoined = heal_moment(m0)
-                resumed = await until(
-                    lambda r=rejoined: call.resumed_after(r), REPAIR_TIMEOUT, "audio back", 0.05
-                )
+                kind = "link" if n % 2 == 0 else "leave"
+                rejoined, resumed = await reset_radio(node0, m0, call, kind)
                 resumes.append(resumed - rejoined)
                 await asyncio.sleep(HT_RESET_SPACING_S)
             resets["middle"] = m1.status.station_resets - resets_before
