@@ -121,8 +121,12 @@ def piped_loop(
         select.select([pipes.playback_r], [], [], seconds)
 
     def call_round(captured: bytes) -> bytes | None:
-        with contextlib.suppress(BlockingIOError):
-            call.take(os.read(pipes.call_r, 65536))
+        try:
+            told = os.read(pipes.call_r, 65536)
+        except BlockingIOError:
+            told = b""
+        if told:
+            call.take(told)
         if call.audio is None:
             return None
         pcm, records = call.round(captured, clock_ns() / 1e9)
