@@ -11,7 +11,7 @@ from pathlib import Path
 
 from vomp import crypto, mdp
 from vomp.address import AddressBook
-from vomp.dissect import Dissector, load_identities
+from vomp.dissect import Dissector, parse_identities
 from vomp.identity import Identity
 from vomp.messages import VompAudio, VompMessage, encode_vomp, parse_vomp
 from vomp.packet import Frame, Packet, encode_packet, parse_packet
@@ -32,7 +32,8 @@ def main() -> None:
         bytes.fromhex(json.loads(line)["hex"])
         for line in (VECTORS / "capture_shared.jsonl").read_text().splitlines()
     ]
-    known = load_identities(VECTORS / "identities.json")
+    identities = VECTORS / "identities.json"
+    known = parse_identities(identities.read_text(), str(identities))
     book = AddressBook()
     for ident in known:
         book.learn(ident.sid, ident.sign_public)
