@@ -96,11 +96,59 @@ socket = "{directory / "control.sock"}"
 """
 
 
-def _cpu_seconds(daemon: Daemon) -> tuple[float, float]:
-    """CPU (user + system) so far of the daemon's process and of its engine process."""
+SCHED_OTHER = 0
+
+
+@dataclass(frozen=True)
+class CpuReading:
+    """CPU time (user + system, seconds) so far of one handset's processes."""
+
+    daemon: float
+    engine: float
+    """The engine process, all its threads (across engine processes, as the daemon sums)."""
+    engine_pid: int | None
+    card_threads: dict[int, float]
+    """Each real-time thread of the engine process other than its main thread. The engine
+    makes no threads of its own; on this bench these are the JACK client threads that ALSA's
+    `jack` plugin starts (one per PCM), which move samples between jackd and the plugin's
+    ring buffer each JACK cycle: the work a real card's DMA does, with no thread in the
+    handset. Threads at normal priority (numpy's, libjack's housekeeping) are not in here."""
+
+
+def _thread_cpu(pid: int) -> dict[int, float]:
+    """CPU so far of each real-time thread of `pid` except its main thread."""
+    found = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended
+        tid, policy = int(task.name), int(fields[38])
+        if tid != pid and policy != SCHED_OTHER:
+            found[tid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return found
+
+
+def _cpu_seconds(daemon: Daemon) -> CpuReading:
+    """CPU so far of the daemon's process, of its engine process, and of the engine process's
+    virtual-card threads."""
     fields = Path(f"/proc/{daemon.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
     own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return own, json.loads(daemon.cli("audio", "--json").stdout)["engine_cpu_s"]
+    audio = json.loads(daemon.cli("audio", "--json").stdout)
+    pid = audio["engine_pid"]
+    try:
+        card = _thread_cpu(pid) if pid is not None else {}
+    except OSError:
+        card = {}
+    return CpuReading(own, audio["engine_cpu_s"], pid, card)
+
+
+def _card_seconds(start: CpuReading, end: CpuReading) -> float:
+    """CPU of the virtual card's threads between two readings of one engine process (none
+    counted if the engine process was replaced in between: nothing is left out then)."""
+    if start.engine_pid != end.engine_pid:
+        return 0.0
+    return sum(cpu - start.card_threads.get(tid, 0.0) for tid, cpu in end.card_threads.items())
 
 
 def _talk(caller: Daemon, callee: Daemon, seconds: float, kill_engine_after: float) -> list[dict]:
@@ -121,15 +169,17 @@ def _talk(caller: Daemon, callee: Daemon, seconds: float, kill_engine_after: flo
         time.sleep(seconds)
     wall = time.monotonic() - began
     results = []
-    for daemon, (main_start, engine_start) in zip((caller, callee), started, strict=True):
-        main_end, engine_end = _cpu_seconds(daemon)
-        main = 100.0 * (main_end - main_start) / wall
-        engine = 100.0 * (engine_end - engine_start) / wall
+    for daemon, start in zip((caller, callee), started, strict=True):
+        end = _cpu_seconds(daemon)
+        main = 100.0 * (end.daemon - start.daemon) / wall
+        engine = 100.0 * (end.engine - start.engine) / wall
+        card = 100.0 * _card_seconds(start, end) / wall
         results.append(
             {
                 "stats": json.loads(daemon.cli("audio", "--json").stdout)["stats"],
                 "cpu_percent_main": main,
                 "cpu_percent_engine": engine,
+                "cpu_percent_card_threads": card,
                 "cpu_percent": main + engine,
                 "call_seconds": wall,
             }

@@ -100,6 +100,10 @@ def piped_loop(
     """The DeviceLoop on these streams, talking to the handset through `pipes`; its
     run_period() raises ParentGone once the handset is gone."""
     call = EngineCall(settings)
+    # Asked before each read: most periods nothing came, and a read that finds nothing costs
+    # a raised BlockingIOError, three times what the poll costs.
+    told_readable = _readable(pipes.call_r)
+    reply_readable = _readable(pipes.playback_r)
 
     def deliver(data: bytes) -> bool:
         try:
@@ -109,6 +113,8 @@ def piped_loop(
         return True
 
     def fetch() -> bytes:
+        if not reply_readable():
+            return b""
         try:
             data = os.read(pipes.playback_r, 65536)
         except BlockingIOError:
@@ -121,8 +127,9 @@ def piped_loop(
         select.select([pipes.playback_r], [], [], seconds)
 
     def call_round(captured: bytes) -> bytes | None:
-        with contextlib.suppress(BlockingIOError):
-            call.take(os.read(pipes.call_r, 65536))
+        if told_readable():
+            with contextlib.suppress(BlockingIOError):
+                call.take(os.read(pipes.call_r, 65536))
         if call.audio is None:
             return None
         pcm, records = call.round(captured, clock_ns() / 1e9)
@@ -145,6 +152,13 @@ def piped_loop(
         call_round,
     )
     return loop
+
+
+def _readable(fd: int) -> Callable[[], bool]:
+    """A check, without waiting, whether `fd` has something to read (or its writer is gone)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return lambda: bool(poller.poll(0))
 
 
 def open_devices(

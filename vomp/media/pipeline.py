@@ -167,6 +167,14 @@ class CallAudio:
     def playback(self, samples: int, now: float) -> bytes:
         """Exactly `samples` of PCM for the sound card, pulling frames as they are needed."""
         want = 2 * samples
+        if len(self._played) < want:  # most periods are cut from a frame pulled before
+            self._pull_until(want, samples, now)
+            self._update_delay_estimate()
+        out = bytes(self._played[:want])
+        del self._played[:want]
+        return out
+
+    def _pull_until(self, want: int, samples: int, now: float) -> None:
         while len(self._played) < want:
             quiet = self._quiet_run >= self.config.quiet_frames
             playout = self.jitter_buffer.pull(now, quiet=quiet)
@@ -174,7 +182,7 @@ class CallAudio:
                 # Before the first frame, fill only this period: a whole frame of silence queued
                 # ahead would delay the call's first frame, and with it every later one.
                 self._played += bytes(want - len(self._played))
-                break
+                return
             pcm = self._render(playout)
             levels = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
             quiet_now = np.dot(levels, levels) < self.config.quiet_rms**2 * len(levels)
@@ -184,10 +192,6 @@ class CallAudio:
                 trim = self.jitter_buffer.trim_ms(now, period_ms) * self.config.sample_rate // 1000
                 pcm = pcm[2 * trim :]
             self._played += pcm
-        out = bytes(self._played[:want])
-        del self._played[:want]
-        self._update_delay_estimate()
-        return out
 
     def _render(self, p: Playout) -> bytes:
         samples = p.duration_ms * self.config.sample_rate // 1000

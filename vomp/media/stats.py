@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 
 @dataclass
@@ -55,4 +55,6 @@ class AudioStats:
         return self.lost / slots if slots else 0.0
 
     def as_dict(self) -> dict[str, object]:
-        return {**asdict(self), "loss_fraction": round(self.loss_fraction, 4)}
+        # Every field is a number, so the instance's own dict is the whole record (asdict's
+        # deep copy cost 25 µs, five times a second in the engine process).
+        return {**vars(self), "loss_fraction": round(self.loss_fraction, 4)}
