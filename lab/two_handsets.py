@@ -27,6 +27,7 @@ from lab.daemons import Daemon, peers_found, phone_in, start_daemon
 from lab.netns import bridged_namespaces
 from lab.virtual_audio import (
     JackServer,
+    LateCycles,
     PcmPlayer,
     PcmRecorder,
     alsa_config_path,
@@ -62,6 +63,17 @@ class CallResult:
     """When (in the recording) each heard click was played into A."""
     call_started_s: float
     """When (in the recording) the caller's call began, roughly: its first heard click."""
+    card_late: LateCycles
+    """Cycles the virtual card itself was late in, from dial to hang-up."""
+    steal_s: float
+    """CPU time the hypervisor gave to others while this machine's CPUs wanted to run, all
+    CPUs together, from dial to hang-up (0 on real hardware)."""
+
+
+def steal_seconds() -> float:
+    """The `steal` column of /proc/stat (all CPUs) in seconds."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK")
 
 
 def _config(directory: Path, number: str, capture: str, playback: str, audio: str) -> str:
@@ -230,7 +242,9 @@ def run_call(
                 )
             for daemon in daemons:
                 daemon.wait_for("a neighbour", peers_found(1), timeout=30)
+            late_before, steal_before = server.late_cycles(), steal_seconds()
             caller_result, callee_result = _talk(*daemons, seconds, kill_engine_after)
+            late_after, steal_after = server.late_cycles(), steal_seconds()
         finally:
             for daemon in daemons:
                 daemon.stop()
@@ -253,4 +267,6 @@ def run_call(
         int(seconds / click_every_s),
         [at for at, _ in heard],
         heard[0][0] if heard else 0.0,
+        LateCycles(late_after.timer - late_before.timer, late_after.clients - late_before.clients),
+        steal_after - steal_before,
     )

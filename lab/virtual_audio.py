@@ -18,6 +18,7 @@ import signal
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ALSA_BASE_CONF = "/usr/share/alsa/alsa.conf"
@@ -105,6 +106,28 @@ threads it gives its clients) must outrank the engine (70) and the call path (60
 call path delays the "hardware" and the bench reports xruns a real card would not have."""
 
 
+TIMER_LATE = "JackTimedDriver::Process XRun"
+"""jackd's log line for a cycle its dummy driver's timer (the card's clock) started late."""
+GRAPH_LATE = "ProcessGraphAsyncMaster: Process error"
+"""jackd's log line, once per cycle, when a client had not finished the previous cycle."""
+
+
+@dataclass(frozen=True)
+class LateCycles:
+    """Cycles in which the virtual card itself missed its time, counted by jackd.
+
+    Both run above everything of the handset (jackd at HARDWARE_PRIORITY, the JACK client
+    threads just below it, each only copying a period), so a late cycle means the machine did
+    not run them for a whole cycle: on a virtual machine, a virtual CPU the hypervisor took
+    away, which a handset's CPU never is. An xrun that comes with one is the machine's."""
+
+    timer: int
+    """The card's clock (jackd's timer thread) woke late; jackd then runs the late cycle and
+    the next back to back, taking two of its periods of playback at once."""
+    clients: int
+    """A client (a handset's capture or playback, or an instrument) did not finish a cycle."""
+
+
 class JackServer:
     """A jackd with the dummy driver under a pool name; start() and stop()."""
 
@@ -152,6 +175,14 @@ class JackServer:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
+
+    def late_cycles(self) -> LateCycles:
+        """The cycles this server has logged as late so far (see LateCycles)."""
+        try:
+            log = self.log.read_text(errors="replace")
+        except FileNotFoundError:
+            return LateCycles(0, 0)
+        return LateCycles(log.count(TIMER_LATE), log.count(GRAPH_LATE))
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
