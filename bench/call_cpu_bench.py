@@ -70,6 +70,10 @@ def main() -> int:
         print(f"cpu_percent_{role}_virtual_card_threads {side['cpu_percent_card_threads']:.2f} %")
         print(f"cpu_percent_{role}_call_process {side['cpu_percent_main']:.2f} %")
     print(f"call_cpu_seconds {a['call_seconds']:.0f} s")
+    # How busy the machine was: the speed of a shared VM drifts, so compare figures of runs
+    # taken under the same load (the hypervisor's steal time is 0 on real hardware).
+    print(f"call_cpu_load_average {os.getloadavg()[0]:.2f} load")
+    print(f"call_cpu_steal_percent {100 * result.steal_s / a['call_seconds']:.2f} %")
     print(f"call_cpu_period_ms {PERIOD_MS} ms")
     xruns = a["stats"]["device_xruns"] + b["stats"]["device_xruns"]
     print(f"call_xruns {xruns} xruns")
