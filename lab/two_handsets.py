@@ -96,9 +96,6 @@ socket = "{directory / "control.sock"}"
 """
 
 
-SCHED_OTHER = 0
-
-
 @dataclass(frozen=True)
 class CpuReading:
     """CPU time (user + system, seconds) so far of one handset's processes."""
@@ -115,25 +112,30 @@ class CpuReading:
     handset. Threads at normal priority (numpy's, libjack's housekeeping) are not in here."""
 
 
+def _stat_cpu(stat: Path) -> tuple[float, int]:
+    """CPU so far (user + system, seconds) and scheduling policy from a /proc `stat` file of a
+    process or thread."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), int(fields[38])
+
+
 def _thread_cpu(pid: int) -> dict[int, float]:
     """CPU so far of each real-time thread of `pid` except its main thread."""
     found = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            cpu, policy = _stat_cpu(task / "stat")
         except OSError:
             continue  # the thread ended
-        tid, policy = int(task.name), int(fields[38])
-        if tid != pid and policy != SCHED_OTHER:
-            found[tid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        if int(task.name) != pid and policy != os.SCHED_OTHER:
+            found[int(task.name)] = cpu
     return found
 
 
 def _cpu_seconds(daemon: Daemon) -> CpuReading:
     """CPU so far of the daemon's process, of its engine process, and of the engine process's
     virtual-card threads."""
-    fields = Path(f"/proc/{daemon.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own, _ = _stat_cpu(Path(f"/proc/{daemon.process.pid}/stat"))
     audio = json.loads(daemon.cli("audio", "--json").stdout)
     pid = audio["engine_pid"]
     try:
