@@ -120,34 +120,32 @@ def test_one_mac_is_reset_at_most_once_per_two_seconds(monkeypatch):
     assert manager.status.station_resets == 3 and manager.status.station_notices_ignored == 2
 
 
-def test_a_refused_delete_is_not_counted(monkeypatch):
-    async def refuse(radio_ifindex: int, mac: str) -> None:
-        raise OSError(errno.EOPNOTSUPP, "no IBSS station deletion")
+def status_after_a_notice_whose_delete_fails(monkeypatch, error: Exception):
+    """The HT manager's status once it heard a neighbour's notice and the kernel refused to
+    delete the station with `error`."""
+
+    async def fail(radio_ifindex: int, mac: str) -> None:
+        raise error
 
     async def scenario():
         manager, kernel = manager_with_radio(ht=True)
         await manager.converge()
-        monkeypatch.setattr(kernel, "delete_station", refuse)
+        monkeypatch.setattr(kernel, "delete_station", fail)
         await manager.station_reset_heard(notice_frame(NEIGHBOUR))
-        return manager
+        return manager.status
 
-    assert asyncio.run(scenario()).status.station_resets == 0
+    return asyncio.run(scenario())
+
+
+def test_a_refused_delete_is_not_counted(monkeypatch):
+    refused = OSError(errno.EOPNOTSUPP, "no IBSS station deletion")
+    assert status_after_a_notice_whose_delete_fails(monkeypatch, refused).station_resets == 0
 
 
 def test_a_neighbour_without_a_station_yet_is_not_an_error(monkeypatch):
     from pyroute2.netlink.exceptions import NetlinkError
 
-    async def no_station(radio_ifindex: int, mac: str) -> None:
-        raise NetlinkError(errno.ENOENT)
-
-    async def scenario():
-        manager, kernel = manager_with_radio(ht=True)
-        await manager.converge()
-        monkeypatch.setattr(kernel, "delete_station", no_station)
-        await manager.station_reset_heard(notice_frame(NEIGHBOUR))
-        return manager
-
-    status = asyncio.run(scenario()).status
+    status = status_after_a_notice_whose_delete_fails(monkeypatch, NetlinkError(errno.ENOENT))
     assert status.station_resets == 0 and status.errors == 0
 
 
